@@ -1,0 +1,189 @@
+"""The adapter contract: what every institution's adapter must do.
+
+An adapter is one connection to one institution. Subclasses implement coroutine methods only;
+each runs on the runtime loop (`brokerkit.runtime`), and this base gives every one its
+synchronous twin, written once here.
+
+=====================  =========  ===============================================================
+method                 required   returns
+=====================  =========  ===============================================================
+connect_async          yes        None; raises on failure (auth, network)
+close_async            yes        None; idempotent
+balances_async         yes        `frames.BALANCES`
+positions_async        yes        `frames.POSITIONS`
+orders_async           yes        `frames.ORDERS` (open and recent)
+fills_async            yes        `frames.FILLS`
+quotes_async           yes        `frames.QUOTES` for the given symbols
+instruments_async      yes        `frames.INSTRUMENTS` for the given symbols
+submit_async           trading    `BrokerOrder` acknowledgement; raises `SubmitUncertain` when
+                                  it cannot know whether the broker took the order
+cancel_async           trading    `BrokerOrder` after the cancel request
+lookup_async           trading    `BrokerOrder` or None, by client order id
+=====================  =========  ===============================================================
+
+Read-only adapters (statement imports) leave the trading methods alone: the base refuses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .. import runtime
+from ..errors import AdapterError
+from ..model import AssetClass, OrderIntent, OrderStatus, OrderType
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..config import ConnectionConfig
+    from ..secrets import Secret
+
+__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can do; routing and pre-trade checks read it."""
+
+    trading: bool = False
+    asset_classes: frozenset[AssetClass] = frozenset()
+    fractional: bool = False
+    notional: bool = False
+    order_types: frozenset[OrderType] = frozenset()
+    short_selling: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        return not self.trading
+
+
+@dataclass
+class Health:
+    """A connection's health as the registry last saw it."""
+
+    status: str = "disconnected"  # connected | degraded | down | disconnected
+    latency_ms: float | None = None
+    last_error: str | None = None
+    checked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BrokerOrder:
+    """A broker's view of one order, as returned by submit, cancel and lookup."""
+
+    order_id: str
+    client_order_id: str
+    account: str
+    status: OrderStatus
+    filled_quantity: float = 0.0
+    avg_fill_price: float | None = None
+    reason: str = ""
+    submitted_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class Adapter(runtime.Bridged):
+    """One connection to one institution. Subclass, set `institution` and `capabilities`, and
+    implement the coroutine methods of the table in this module's docstring."""
+
+    institution: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
+                 ) -> None:
+        self.config = config
+        self.name = config.name
+        self.secrets: Mapping[str, Secret] = dict(secrets or {})
+        self.health = Health()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.health.status}>"
+
+    @property
+    def accounts(self) -> list[str]:
+        """Account ids known on this connection (filled in by `connect`)."""
+        return list(self.config.accounts)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def connect_async(self) -> None:
+        raise NotImplementedError
+
+    async def close_async(self) -> None:
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        runtime.run(self.connect_async())
+
+    def close(self) -> None:
+        runtime.run(self.close_async())
+
+    async def ping_async(self) -> float:
+        """Round-trip a cheap call (balances) and return its latency in milliseconds."""
+        t0 = time.perf_counter()
+        await self.balances_async()
+        return (time.perf_counter() - t0) * 1000
+
+    # -- reads ----------------------------------------------------------------------------
+    async def balances_async(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    async def positions_async(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    async def orders_async(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    async def fills_async(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
+        raise NotImplementedError
+
+    async def instruments_async(self, symbols: Sequence[str]) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def balances(self) -> pd.DataFrame:
+        return runtime.run(self.balances_async())
+
+    def positions(self) -> pd.DataFrame:
+        return runtime.run(self.positions_async())
+
+    def orders(self) -> pd.DataFrame:
+        return runtime.run(self.orders_async())
+
+    def fills(self) -> pd.DataFrame:
+        return runtime.run(self.fills_async())
+
+    def quotes(self, symbols: Sequence[str]) -> pd.DataFrame:
+        return runtime.run(self.quotes_async(symbols))
+
+    def instruments(self, symbols: Sequence[str]) -> pd.DataFrame:
+        return runtime.run(self.instruments_async(symbols))
+
+    # -- trading --------------------------------------------------------------------------
+    async def submit_async(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
+        raise self._read_only("submit")
+
+    async def cancel_async(self, order_id: str) -> BrokerOrder:
+        raise self._read_only("cancel")
+
+    async def lookup_async(self, client_order_id: str) -> BrokerOrder | None:
+        raise self._read_only("lookup")
+
+    def submit(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
+        return runtime.run(self.submit_async(intent, client_order_id))
+
+    def cancel(self, order_id: str) -> BrokerOrder:
+        return runtime.run(self.cancel_async(order_id))
+
+    def lookup(self, client_order_id: str) -> BrokerOrder | None:
+        return runtime.run(self.lookup_async(client_order_id))
+
+    def _read_only(self, what: str) -> AdapterError:
+        if self.capabilities.trading:
+            return AdapterError(self.name, f"{type(self).__name__} does not implement {what}")
+        return AdapterError(self.name, f"read-only connection: cannot {what}")

@@ -1,0 +1,235 @@
+"""Settings: `brokerkit.toml` plus the environment, turned into typed, checked values.
+
+The file is found through `BROKERKIT_CONFIG`, then `./brokerkit.toml`, then the user config
+directory (`platformdirs.user_config_dir("brokerkit")/brokerkit.toml`). No file at all means
+the embedded default: the sandbox and its demo connections. `BROKERKIT_DATABASE_URL` overrides
+the book URL. A bad file raises `ConfigError` naming the file, the key and what was expected::
+
+    base_currency = "USD"
+
+    [book]
+    url = "postgresql+psycopg://brokerkit@db/brokerkit"
+
+    [connections.alpaca]
+    type = "alpaca"
+    options = { paper = true }
+    secrets = { api_key = "alpaca_key", secret_key = "alpaca_secret" }   # names in the store
+
+    [fx.rates]
+    EURUSD = 1.08
+
+    [risk]      # read by brokerkit.execution
+    [routing]   # read by brokerkit.execution
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "CONNECTION_TYPES",
+    "ConnectionConfig",
+    "Settings",
+    "default_book_url",
+    "find_config",
+    "load_settings",
+    "user_config_dir",
+    "user_data_dir",
+]
+
+#: Connection types and the adapter classes they name (imported only when used).
+CONNECTION_TYPES: dict[str, str] = {
+    "paper": "brokerkit.adapters.paper:PaperAdapter",
+    "alpaca": "brokerkit.adapters.alpaca:AlpacaAdapter",
+    "ibkr": "brokerkit.adapters.ibkr:IBKRAdapter",
+    "crypto": "brokerkit.adapters.crypto:CryptoAdapter",
+    "tradestation": "brokerkit.adapters.tradestation:TradeStationAdapter",
+    "statements": "brokerkit.adapters.statements:StatementsAdapter",
+}
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_CCY = re.compile(r"[A-Z]{3}")
+
+
+def user_config_dir() -> Path:
+    from platformdirs import user_config_dir as ucd
+
+    return Path(os.environ.get("BROKERKIT_CONFIG_DIR") or ucd("brokerkit", appauthor=False))
+
+
+def user_data_dir() -> Path:
+    from platformdirs import user_data_dir as udd
+
+    return Path(os.environ.get("BROKERKIT_DATA_DIR") or udd("brokerkit", appauthor=False))
+
+
+def default_book_url() -> str:
+    return f"sqlite:///{user_data_dir() / 'book.db'}"
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """One configured connection: its adapter type, options, and secret references.
+
+    `secrets` maps an adapter option (e.g. `api_key`) to the *name* of a secret in the store,
+    never to the value itself.
+    """
+
+    name: str
+    type: str
+    institution: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    accounts: tuple[str, ...] = ()
+    read_only: bool = False
+    enabled: bool = True
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything brokerkit reads from configuration."""
+
+    source: Path | None = None
+    base_currency: str = "USD"
+    book_url: str = ""
+    connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
+    fx_rates: Mapping[str, float] = field(default_factory=dict)
+    risk: Mapping[str, Any] = field(default_factory=dict)
+    routing: Mapping[str, Any] = field(default_factory=dict)
+    sandbox: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when nothing is configured: brokerkit runs on its embedded sandbox."""
+        return not self.connections
+
+
+def find_config() -> Path | None:
+    """The config file in force, or None: `BROKERKIT_CONFIG`, `./brokerkit.toml`, user dir."""
+    env = os.environ.get("BROKERKIT_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError("BROKERKIT_CONFIG names a file that does not exist",
+                              file=str(path))
+        return path
+    for candidate in (Path.cwd() / "brokerkit.toml", user_config_dir() / "brokerkit.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and check the configuration (the file found by `find_config` unless given)."""
+    file = Path(path) if path is not None else find_config()
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=str(file)) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+    return _parse(data, str(file) if file else None, file)
+
+
+class _Reader:
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+
+    def fail(self, key: str, message: str, expected: str | None = None) -> ConfigError:
+        return ConfigError(message, file=self.file or "<settings>", key=key, expected=expected)
+
+    def table(self, data: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"is {type(value).__name__}", "a table")
+        return dict(value)
+
+    def known(self, data: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+        for k in data:
+            if k not in allowed:
+                where = f"{prefix}.{k}" if prefix else k
+                raise self.fail(where, "unknown key", "one of " + ", ".join(sorted(allowed)))
+
+    def typed(self, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+              default: Any, expected: str) -> Any:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok:
+            raise self.fail(key, f"is {value!r}", expected)
+        return value
+
+
+_TOP = {"base_currency", "book", "connections", "fx", "risk", "routing", "sandbox"}
+_CONN = {"type", "institution", "options", "secrets", "accounts", "read_only", "enabled"}
+
+
+def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Settings:
+    r = _Reader(file)
+    r.known(data, "", _TOP)
+    base = r.typed(data, "base_currency", str, "USD", "a 3-letter currency code like 'USD'")
+    if not _CCY.fullmatch(base):
+        raise r.fail("base_currency", f"is {base!r}", "a 3-letter currency code like 'USD'")
+
+    book = r.table(data, "book")
+    r.known(book, "book", {"url"})
+    book_url = r.typed(book, "book.url", str, "", "a SQLAlchemy URL string")
+    book_url = os.environ.get("BROKERKIT_DATABASE_URL") or book_url or default_book_url()
+
+    conns: dict[str, ConnectionConfig] = {}
+    raw_conns = r.table(data, "connections")
+    for name, body in raw_conns.items():
+        key = f"connections.{name}"
+        if not _NAME.fullmatch(name):
+            raise r.fail(key, "bad connection name", "letters, digits, '_', '.', '-'")
+        if not isinstance(body, Mapping):
+            raise r.fail(key, f"is {type(body).__name__}", "a table")
+        r.known(body, key, _CONN)
+        ctype = body.get("type")
+        if ctype not in CONNECTION_TYPES:
+            raise r.fail(f"{key}.type", f"is {ctype!r}", "one of " + ", ".join(CONNECTION_TYPES))
+        options = r.table(body, f"{key}.options")
+        secrets = r.table(body, f"{key}.secrets")
+        for opt, ref in secrets.items():
+            if not isinstance(ref, str) or not _NAME.fullmatch(ref):
+                raise r.fail(f"{key}.secrets.{opt}", "must name a secret in the store, not hold "
+                             "its value", "a secret name like 'alpaca_key'")
+        accounts = r.typed(body, f"{key}.accounts", list, [], "a list of account ids")
+        if not all(isinstance(a, str) for a in accounts):
+            raise r.fail(f"{key}.accounts", "holds a non-string", "a list of account ids")
+        conns[name] = ConnectionConfig(
+            name=name, type=ctype,
+            institution=r.typed(body, f"{key}.institution", str, "", "a string"),
+            options=options, secrets=secrets, accounts=tuple(accounts),
+            read_only=r.typed(body, f"{key}.read_only", bool, False, "true or false"),
+            enabled=r.typed(body, f"{key}.enabled", bool, True, "true or false"),
+        )
+
+    fx = r.table(data, "fx")
+    r.known(fx, "fx", {"rates"})
+    rates_raw = r.table(fx, "fx.rates")
+    rates: dict[str, float] = {}
+    for pair, value in rates_raw.items():
+        if not re.fullmatch(r"[A-Z]{6}", pair):
+            raise r.fail(f"fx.rates.{pair}", "bad currency pair", "like EURUSD = 1.08")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise r.fail(f"fx.rates.{pair}", f"is {value!r}", "a positive number")
+        rates[pair] = float(value)
+
+    return Settings(
+        source=path, base_currency=base, book_url=book_url, connections=conns, fx_rates=rates,
+        risk=r.table(data, "risk"), routing=r.table(data, "routing"),
+        sandbox=r.table(data, "sandbox"),
+    )

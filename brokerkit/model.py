@@ -1,0 +1,481 @@
+"""Enums and value objects shared by every part of brokerkit.
+
+`Instrument` names one tradable thing with a canonical key that is the same at every broker
+(`STK:AAPL`, `OPT:AAPL  261218C00150000`, `FUT:ESZ6`, `CASH:EUR.USD`, `CRYPTO:BTC/USD`), so
+frames from different brokers join on it. `OrderIntent` is a validated order request: it fails
+at construction, naming the field, as alpaca-py's request objects do. `OrderResult` is the
+answer to every order: readable as a mapping (`result['status']`) and by attribute.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+from .errors import InvalidIntent
+
+__all__ = [
+    "AssetClass",
+    "Instrument",
+    "OrderIntent",
+    "OrderResult",
+    "OrderStatus",
+    "OrderType",
+    "Side",
+    "TimeInForce",
+    "Violation",
+    "to_decimal",
+]
+
+
+class _Choice(str, Enum):
+    """A string enum parsed case-insensitively, with aliases, naming the choices when wrong."""
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def parse(cls, value: Any, field_name: str | None = None) -> Any:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            text = value.strip().lower().replace("-", "_").replace(" ", "_")
+            text = cls._aliases().get(text, text)
+            for member in cls:
+                if member.value.lower() == text or member.name.lower() == text:
+                    return member
+        choices = ", ".join(m.value for m in cls)
+        raise InvalidIntent(field_name or _snake(cls.__name__),
+                            f"{value!r} is not one of: {choices}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class AssetClass(_Choice):
+    EQUITY = "equity"
+    ETF = "etf"
+    OPTION = "option"
+    FUTURE = "future"
+    FX = "fx"
+    CRYPTO = "crypto"
+    BOND = "bond"
+    FUND = "fund"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"stock": "equity", "stk": "equity", "us_equity": "equity", "opt": "option",
+                "fut": "future", "forex": "fx", "cash": "fx", "mutual_fund": "fund",
+                "treasury": "bond", "fixed_income": "bond"}
+
+    @property
+    def key_prefix(self) -> str:
+        return _KEY_PREFIX[self]
+
+
+_KEY_PREFIX = {
+    AssetClass.EQUITY: "STK", AssetClass.ETF: "STK", AssetClass.OPTION: "OPT",
+    AssetClass.FUTURE: "FUT", AssetClass.FX: "CASH", AssetClass.CRYPTO: "CRYPTO",
+    AssetClass.BOND: "BOND", AssetClass.FUND: "FUND",
+}
+_PREFIX_CLASS = {"STK": AssetClass.EQUITY, "OPT": AssetClass.OPTION, "FUT": AssetClass.FUTURE,
+                 "CASH": AssetClass.FX, "CRYPTO": AssetClass.CRYPTO, "BOND": AssetClass.BOND,
+                 "FUND": AssetClass.FUND}
+
+
+class Side(_Choice):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(_Choice):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"mkt": "market", "lmt": "limit", "stp": "stop", "stp_lmt": "stop_limit",
+                "stoplimit": "stop_limit", "trail": "trailing_stop"}
+
+
+class TimeInForce(_Choice):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+    OPG = "opg"
+    CLS = "cls"
+
+
+class OrderStatus(_Choice):
+    """Where an order stands. The first five are the answers `place_order` gives."""
+
+    FILLED = "FILLED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    ERROR = "ERROR"
+    PENDING = "PENDING"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"new": "accepted", "pending_new": "pending", "cancelled": "canceled",
+                "partial": "partially_filled", "open": "accepted", "working": "accepted"}
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.PENDING, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+
+    @property
+    def is_final(self) -> bool:
+        return not self.is_open
+
+
+# --------------------------------------------------------------------------------------------
+# Instruments
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One tradable thing. `key` is its canonical name across brokers.
+
+    Equities listed outside the US carry their exchange in the key (`STK:VOD@LSE`), so a London
+    listing never joins with a US one of the same ticker.
+    """
+
+    symbol: str
+    asset_class: AssetClass = AssetClass.EQUITY
+    currency: str = "USD"
+    exchange: str = ""
+    underlying: str = ""
+    expiry: date | None = None
+    strike: Decimal | None = None
+    right: str = ""  # "C" or "P" for options
+    multiplier: Decimal = Decimal(1)
+
+    @property
+    def key(self) -> str:
+        ac = self.asset_class
+        if ac is AssetClass.OPTION:
+            return f"OPT:{self.occ_symbol}"
+        if ac in (AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND) and self.currency != "USD" \
+                and self.exchange:
+            return f"{ac.key_prefix}:{self.symbol}@{self.exchange}"
+        return f"{ac.key_prefix}:{self.symbol}"
+
+    @property
+    def occ_symbol(self) -> str:
+        """The 21-character OCC option symbol: root padded to 6, YYMMDD, C/P, strike x 1000."""
+        if self.expiry is None or self.strike is None or self.right not in ("C", "P"):
+            raise ValueError(f"option {self.symbol!r} needs expiry, strike and right")
+        root = (self.underlying or self.symbol).ljust(6)
+        return f"{root}{self.expiry:%y%m%d}{self.right}{int(self.strike * 1000):08d}"
+
+    @classmethod
+    def equity(cls, symbol: str, currency: str = "USD", exchange: str = "") -> Instrument:
+        return cls(symbol.upper(), AssetClass.EQUITY, currency, exchange)
+
+    @classmethod
+    def fx(cls, base: str, quote: str) -> Instrument:
+        return cls(f"{base}.{quote}".upper(), AssetClass.FX, quote.upper(), "IDEALPRO")
+
+    @classmethod
+    def crypto(cls, base: str, quote: str = "USD") -> Instrument:
+        return cls(f"{base}/{quote}".upper(), AssetClass.CRYPTO, quote.upper())
+
+    @classmethod
+    def option(cls, underlying: str, expiry: date, strike: Decimal | float | str, right: str,
+               currency: str = "USD", multiplier: int = 100) -> Instrument:
+        strike_d = to_decimal(strike, "strike")
+        inst = cls(underlying.upper(), AssetClass.OPTION, currency, "", underlying.upper(),
+                   expiry, strike_d, right.upper()[:1], Decimal(multiplier))
+        return replace(inst, symbol=inst.occ_symbol.replace(" ", ""))
+
+    @classmethod
+    def future(cls, local_symbol: str, underlying: str, expiry: date, exchange: str = "CME",
+               currency: str = "USD", multiplier: Decimal | int = 1) -> Instrument:
+        return cls(local_symbol.upper(), AssetClass.FUTURE, currency, exchange,
+                   underlying.upper(), expiry, None, "", Decimal(multiplier))
+
+    @classmethod
+    def parse_key(cls, key: str) -> Instrument:
+        """Rebuild the identifying part of an instrument from its key."""
+        prefix, sep, rest = key.partition(":")
+        if not sep or prefix not in _PREFIX_CLASS or not rest:
+            raise ValueError(f"not an instrument key: {key!r} (expected e.g. STK:AAPL)")
+        ac = _PREFIX_CLASS[prefix]
+        if ac is AssetClass.OPTION:
+            m = re.fullmatch(r"(.{6})(\d{6})([CP])(\d{8})", rest)
+            if not m:
+                raise ValueError(f"not an OCC option key: {key!r}")
+            root, ymd, right, strike = m.groups()
+            exp = datetime.strptime(ymd, "%y%m%d").date()
+            return cls.option(root.strip(), exp, Decimal(strike) / 1000, right)
+        if ac is AssetClass.FX:
+            base, _, quote = rest.partition(".")
+            return cls.fx(base, quote)
+        if ac is AssetClass.CRYPTO:
+            base, _, quote = rest.partition("/")
+            return cls.crypto(base, quote or "USD")
+        symbol, _, exchange = rest.partition("@")
+        return cls(symbol, ac, "USD" if not exchange else "", exchange)
+
+
+# --------------------------------------------------------------------------------------------
+# Orders
+
+
+def to_decimal(value: Any, field_name: str) -> Decimal:
+    """A finite Decimal from an int, str, Decimal or float (floats via their shortest repr)."""
+    if isinstance(value, bool):
+        raise InvalidIntent(field_name, f"{value!r} is not a number")
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, int):
+        d = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidIntent(field_name, f"{value!r} is not a finite number")
+        d = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            d = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            raise InvalidIntent(field_name, f"{value!r} is not a number") from None
+    else:
+        raise InvalidIntent(field_name, f"{value!r} is not a number")
+    if not d.is_finite():
+        raise InvalidIntent(field_name, f"{value!r} is not a finite number")
+    return d
+
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,47}")
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./\- ]{0,31}")
+
+_ALIASES = {
+    "qty": "quantity", "type": "order_type", "tif": "time_in_force", "broker": "connection",
+    "account_id": "account", "limit": "limit_price", "stop": "stop_price",
+    "coid": "client_order_id",
+}
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """What the user wants to trade, validated: exactly one of quantity and notional, the
+    prices the order type needs and no others, positive Decimal amounts."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal | None = None
+    notional: Decimal | None = None
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    asset_class: AssetClass | None = None
+    currency: str | None = None
+    connection: str | None = None
+    account: str | None = None
+    client_order_id: str | None = None
+    extended_hours: bool = False
+    reduce_only: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise InvalidIntent("symbol", "is required (e.g. 'AAPL', 'BTC/USD', 'EUR.USD')")
+        symbol = self.symbol.strip().upper()
+        if not _SYMBOL.fullmatch(symbol):
+            raise InvalidIntent("symbol", f"{self.symbol!r} is not a valid symbol")
+        set_(self, "symbol", symbol)
+        set_(self, "side", Side.parse(self.side, "side"))
+        set_(self, "order_type", OrderType.parse(self.order_type, "order_type"))
+        set_(self, "time_in_force", TimeInForce.parse(self.time_in_force, "time_in_force"))
+        if self.asset_class is not None:
+            set_(self, "asset_class", AssetClass.parse(self.asset_class, "asset_class"))
+        for name in ("quantity", "notional", "limit_price", "stop_price", "trail_price",
+                     "trail_percent"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            d = to_decimal(value, name)
+            if d <= 0:
+                raise InvalidIntent(name, f"must be positive, got {value!r}")
+            set_(self, name, d)
+        if (self.quantity is None) == (self.notional is None):
+            raise InvalidIntent("quantity", "give exactly one of quantity and notional")
+        needs = _PRICES_NEEDED[self.order_type]
+        for name in ("limit_price", "stop_price"):
+            given = getattr(self, name) is not None
+            if name in needs and not given:
+                raise InvalidIntent(name, f"a {self.order_type.value} order needs {name}")
+            if name not in needs and given:
+                raise InvalidIntent(name, f"a {self.order_type.value} order takes no {name}")
+        trails = [n for n in ("trail_price", "trail_percent") if getattr(self, n) is not None]
+        if self.order_type is OrderType.TRAILING_STOP:
+            if len(trails) != 1:
+                raise InvalidIntent("trail_price",
+                                    "a trailing_stop order needs one of trail_price, trail_percent")
+        elif trails:
+            raise InvalidIntent(trails[0], f"a {self.order_type.value} order takes no {trails[0]}")
+        if self.limit_price is not None and self.stop_price is not None \
+                and self.order_type is not OrderType.STOP_LIMIT:
+            raise InvalidIntent("stop_price", "only stop_limit orders take both prices")
+        for name in ("connection", "account", "currency"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InvalidIntent(name, f"{value!r} is not a valid {name}")
+        if self.currency is not None:
+            set_(self, "currency", self.currency.strip().upper())
+        if self.client_order_id is not None and (
+                not isinstance(self.client_order_id, str)
+                or not _CLIENT_ID.fullmatch(self.client_order_id)):
+            raise InvalidIntent("client_order_id",
+                                f"{self.client_order_id!r}: 1-48 characters of A-Z a-z 0-9 . _ : -")
+        for name in ("extended_hours", "reduce_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidIntent(name, f"{getattr(self, name)!r} is not true or false")
+
+    @classmethod
+    def of(cls, intent: OrderIntent | Mapping[str, Any] | None = None, /,
+           **kwargs: Any) -> OrderIntent:
+        """Build an intent from an `OrderIntent`, a dict, keywords, or a dict plus keywords.
+
+        Common aliases are accepted (`qty`, `type`, `tif`, `limit`, `stop`, `broker`); an
+        unknown key is an error naming it, never silently ignored.
+        """
+        if isinstance(intent, OrderIntent):
+            return replace(intent, **kwargs) if kwargs else intent
+        if intent is not None and not isinstance(intent, Mapping):
+            raise InvalidIntent("intent", f"expected a dict or OrderIntent, got "
+                                          f"{type(intent).__name__}")
+        raw: dict[str, Any] = {**(intent or {}), **kwargs}
+        known = {f.name for f in fields(cls)}
+        data: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _ALIASES.get(str(key).lower(), str(key).lower())
+            if name not in known:
+                raise InvalidIntent(str(key), f"unknown field; expected one of "
+                                              f"{', '.join(sorted(known))}")
+            if name in data:
+                raise InvalidIntent(str(key), f"given twice (as {name})")
+            data[name] = value
+        for name in ("symbol", "side"):
+            if name not in data:
+                raise InvalidIntent(name, "is required")
+        return cls(**data)
+
+    @property
+    def signed_quantity(self) -> Decimal | None:
+        return None if self.quantity is None else self.quantity * self.side.sign
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.value if isinstance(v, Enum) else str(v) if isinstance(v, Decimal) \
+                else v
+        return out
+
+
+_PRICES_NEEDED: dict[OrderType, tuple[str, ...]] = {
+    OrderType.MARKET: (),
+    OrderType.LIMIT: ("limit_price",),
+    OrderType.STOP: ("stop_price",),
+    OrderType.STOP_LIMIT: ("limit_price", "stop_price"),
+    OrderType.TRAILING_STOP: (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One failed pre-trade check: a stable code and a message that names the numbers."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class OrderResult(Mapping[str, Any]):
+    """The answer to an order: FILLED, PARTIALLY_FILLED, ACCEPTED, REJECTED or ERROR, and why.
+
+    Readable as a mapping (`result['status']`, `dict(result)`) and by attribute.
+    """
+
+    status: OrderStatus
+    reason: str = ""
+    order_id: str | None = None
+    client_order_id: str | None = None
+    connection: str | None = None
+    account: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+    quantity: float | None = None
+    filled_quantity: float = 0.0
+    avg_fill_price: float | None = None
+    violations: tuple[Violation, ...] = field(default_factory=tuple)
+    submitted_at: datetime | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _RESULT_KEYS:
+            raise KeyError(key)
+        value = getattr(self, key)
+        if key == "status":
+            return value.value
+        if key == "violations":
+            return [v.to_dict() for v in value]
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RESULT_KEYS)
+
+    def __len__(self) -> int:
+        return len(_RESULT_KEYS)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED,
+                               OrderStatus.ACCEPTED)
+
+    @property
+    def codes(self) -> list[str]:
+        return [v.code for v in self.violations]
+
+    def __str__(self) -> str:
+        head = f"{self.status.value}"
+        if self.symbol:
+            head += f" {self.side or ''} {self.quantity if self.quantity is not None else ''}" \
+                    f" {self.symbol}".rstrip()
+        if self.filled_quantity:
+            head += f" filled {self.filled_quantity:g} @ {self.avg_fill_price:g}"
+        if self.reason:
+            head += f": {self.reason}"
+        return head
+
+
+_RESULT_KEYS = tuple(f.name for f in fields(OrderResult))

@@ -1,0 +1,131 @@
+"""The one background event loop that owns every broker connection, and the sync/async bridge.
+
+Sockets, SDK clients and sandbox servers all live on one loop, run by a daemon thread started on
+first use. Two ways in:
+
+- `run(coro)` blocks the calling thread until `coro` has run on the runtime loop. It works in a
+  plain script, inside a thread whose own loop is running (a Jupyter cell, a Panel callback:
+  the caller's loop simply waits), and from worker threads. It refuses to be called on the
+  runtime loop itself, where it would deadlock.
+- `owned` wraps a coroutine function so that awaiting it from any loop runs it on the runtime
+  loop (Jupyter's `await service.get_status_async()` works, sockets stay where they belong).
+
+`Bridged` applies `owned` to every `*_async` method of a subclass, once, so adapters and
+services write only their async methods plus one-line sync twins. No nest_asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = ["Bridged", "get_loop", "in_runtime", "owned", "run", "spawn"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The runtime loop, started on first use in a daemon thread named `brokerkit-runtime`."""
+    global _loop, _thread
+    if _loop is not None and _thread is not None and _thread.is_alive():
+        return _loop
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def _main() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=_main, name="brokerkit-runtime", daemon=True)
+            thread.start()
+            ready.wait()
+            _loop, _thread = loop, thread
+    return _loop
+
+
+def in_runtime() -> bool:
+    """True when called from the runtime loop's own thread."""
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def spawn(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    """Schedule `coro` on the runtime loop and return a thread-safe future."""
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
+def run(coro: Awaitable[T], timeout: float | None = None) -> T:
+    """Run `coro` on the runtime loop and block until it is done; the sync form of everything.
+
+    Raises `TimeoutError` after `timeout` seconds (the coroutine is then cancelled).
+    """
+    if in_runtime():
+        if inspect.iscoroutine(coro):
+            coro.close()
+        raise RuntimeError("a blocking brokerkit call was made on the runtime loop; "
+                           "await the *_async form instead")
+    if not inspect.iscoroutine(coro):
+        coro = _await(coro)
+    fut = spawn(coro)  # type: ignore[arg-type]
+    try:
+        return fut.result(timeout)
+    except TimeoutError:
+        fut.cancel()
+        raise
+
+
+async def _await(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+def owned(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make a coroutine function always execute on the runtime loop, whoever awaits it."""
+    if getattr(fn, "__brokerkit_owned__", False):
+        return fn
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        loop = get_loop()
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only reachable via coroutine.send
+            current = None
+        if current is loop:
+            return await fn(*args, **kwargs)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args, **kwargs),
+                                                                          loop))
+
+    wrapper.__brokerkit_owned__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class Bridged:
+    """Base for classes whose `*_async` methods must run on the runtime loop."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if name.endswith("_async") and inspect.iscoroutinefunction(value):
+                setattr(cls, name, owned(value))
+
+
+def _shutdown() -> None:
+    loop = _loop
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(_shutdown)
