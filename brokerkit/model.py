@@ -10,12 +10,14 @@ answer to every order: readable as a mapping (`result['status']`) and by attribu
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from enum import Enum
+from enum import Enum, StrEnum
+from fractions import Fraction
 from typing import Any
 
 from .errors import InvalidIntent
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class _Choice(str, Enum):
+class _Choice(StrEnum):
     """A string enum parsed case-insensitively, with aliases, naming the choices when wrong."""
 
     @classmethod
@@ -251,12 +253,13 @@ def to_decimal(value: Any, field_name: str) -> Decimal:
         raise InvalidIntent(field_name, f"{value!r} is not a number")
     if isinstance(value, Decimal):
         d = value
-    elif isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
+    elif isinstance(value, numbers.Integral):  # int and numpy integers
+        d = Decimal(int(value))
+    elif isinstance(value, numbers.Real) and not isinstance(value, Fraction):
+        f = float(value)  # float and numpy floats, via Python's shortest repr
+        if not math.isfinite(f):
             raise InvalidIntent(field_name, f"{value!r} is not a finite number")
-        d = Decimal(repr(value))
+        d = Decimal(repr(f))
     elif isinstance(value, str):
         try:
             d = Decimal(value.strip().replace("_", ""))
@@ -269,6 +272,7 @@ def to_decimal(value: Any, field_name: str) -> Decimal:
     return d
 
 
+_MAX_DIGITS = 15  # no real order needs more; Decimal arithmetic stays exact below it
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,47}")
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./\- ]{0,31}")
 
@@ -323,6 +327,9 @@ class OrderIntent:
             d = to_decimal(value, name)
             if d <= 0:
                 raise InvalidIntent(name, f"must be positive, got {value!r}")
+            if d.adjusted() >= _MAX_DIGITS:
+                raise InvalidIntent(name, f"{value!r} is too large (at most {_MAX_DIGITS} "
+                                          f"digits before the point)")
             set_(self, name, d)
         if (self.quantity is None) == (self.notional is None):
             raise InvalidIntent("quantity", "give exactly one of quantity and notional")

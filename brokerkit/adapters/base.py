@@ -15,6 +15,8 @@ orders_async           yes        `frames.ORDERS` (open and recent)
 fills_async            yes        `frames.FILLS`
 quotes_async           yes        `frames.QUOTES` for the given symbols
 instruments_async      yes        `frames.INSTRUMENTS` for the given symbols
+account_types_async    trading    {account: "cash" | "margin"}; {} when the broker won't say
+market_open_async      trading    whether the symbol's market is open now; None if unknown
 submit_async           trading    `BrokerOrder` acknowledgement; raises `SubmitUncertain` when
                                   it cannot know whether the broker took the order
 cancel_async           trading    `BrokerOrder` after the cancel request
@@ -30,11 +32,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import runtime
 from ..errors import AdapterError
-from ..model import AssetClass, OrderIntent, OrderStatus, OrderType
+from ..model import AssetClass, OrderIntent, OrderStatus, OrderType, Violation
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +57,7 @@ class Capabilities:
     fractional: bool = False
     notional: bool = False
     order_types: frozenset[OrderType] = frozenset()
+    notional_order_types: frozenset[OrderType] = frozenset({OrderType.MARKET})
     short_selling: bool = False
 
     @property
@@ -146,6 +150,14 @@ class Adapter(runtime.Bridged):
     async def instruments_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         raise NotImplementedError
 
+    async def account_types_async(self) -> dict[str, str]:
+        """"cash" or "margin" per account; empty when the broker does not say."""
+        return {}
+
+    async def market_open_async(self, symbol: str) -> bool | None:
+        """Whether `symbol`'s market is open now; None when the adapter cannot tell."""
+        return None
+
     def balances(self) -> pd.DataFrame:
         return runtime.run(self.balances_async())
 
@@ -164,7 +176,40 @@ class Adapter(runtime.Bridged):
     def instruments(self, symbols: Sequence[str]) -> pd.DataFrame:
         return runtime.run(self.instruments_async(symbols))
 
+    def account_types(self) -> dict[str, str]:
+        return runtime.run(self.account_types_async())
+
+    def market_open(self, symbol: str) -> bool | None:
+        return runtime.run(self.market_open_async(symbol))
+
     # -- trading --------------------------------------------------------------------------
+    def check_intent(self, intent: OrderIntent, instrument: Mapping[str, Any] | None
+                     ) -> list[Violation]:
+        """The broker's own rules an order must meet, checked before it is sent (pure, no
+        I/O): supported order types, which types may be notional, prices on the tick.
+        `instrument` is the order's row of `instruments()`. Adapters extend it with rules
+        their broker enforces (e.g. Alpaca's fractional-order rules)."""
+        out: list[Violation] = []
+        caps = self.capabilities
+        if caps.order_types and intent.order_type not in caps.order_types:
+            out.append(Violation("UNSUPPORTED_ORDER", f"{self.name} does not take "
+                                 f"{intent.order_type.value} orders"))
+        if intent.notional is not None and (
+                not caps.notional or intent.order_type not in caps.notional_order_types):
+            kinds = ", ".join(sorted(t.value for t in caps.notional_order_types)) \
+                if caps.notional else "none"
+            out.append(Violation("UNSUPPORTED_ORDER", f"{self.name} takes notional amounts "
+                                 f"only on these order types: {kinds}"))
+        tick = instrument.get("price_increment") if instrument else None
+        if tick and tick == tick and tick > 0:
+            step = Decimal(repr(float(tick)))
+            for name in ("limit_price", "stop_price"):
+                price = getattr(intent, name)
+                if price is not None and price % step:
+                    out.append(Violation("PRICE_NOT_ON_TICK", f"{name} {price} is not a "
+                                         f"multiple of the tick {step} for {intent.symbol}"))
+        return out
+
     async def submit_async(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
         raise self._read_only("submit")
 

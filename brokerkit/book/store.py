@@ -1,0 +1,940 @@
+"""`Book`: the order journal, fills, book positions, broker snapshots, trading state and audit log.
+
+One database behind a URL: a SQLite file (WAL mode) under the user data directory by default,
+PostgreSQL (psycopg 3) for a team. Opening a book runs Alembic's `upgrade head` once per
+process and URL, under a lock, so two processes opening the same new database both succeed.
+
+Every write is one short transaction, serialized where it must be: on SQLite a write begins
+with `BEGIN IMMEDIATE` (it takes the write lock before it reads), on PostgreSQL the trading
+state row is locked (`FOR SHARE` by the journal, `FOR UPDATE` by a state change) and position
+writers take an advisory lock. So an order journaled after a halt committed always sees it, in
+any process: the trading state is never cached.
+
+    >>> book = Book("sqlite:///tmp/book.db")                            # doctest: +SKIP
+    >>> book.journal_order(row, guard=lambda s: "halted" if s.halted else None)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from .. import frames
+from ..errors import BrokerkitError, ConfigError, SchemaError
+from . import tables as t
+from .actor import current_actor
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Book",
+    "DuplicateClientOrderId",
+    "OrderNotSendable",
+    "TradingBlocked",
+    "TradingState",
+    "UnknownOrder",
+    "apply_fill",
+    "close_books",
+    "create_book_engine",
+    "migrate",
+    "open_book",
+]
+
+#: The Alembic script directory shipped inside the package.
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+_BUSY_TIMEOUT_MS = 5000
+_WRITE = "brokerkit_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and values
+
+
+class DuplicateClientOrderId(BrokerkitError):
+    """An order with this client order id is already in the journal: every order needs a new one."""
+
+    def __init__(self, client_order_id: str) -> None:
+        self.client_order_id = client_order_id
+        super().__init__(f"client order id {client_order_id!r} is already in the journal; "
+                         "a new order needs a new client order id")
+
+
+class UnknownOrder(BrokerkitError, KeyError):
+    """No order with this client order id is in the journal."""
+
+    def __init__(self, client_order_id: str) -> None:
+        self.client_order_id = client_order_id
+        super().__init__(f"no order with client order id {client_order_id!r} in the journal")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class OrderNotSendable(BrokerkitError):
+    """`mark_sent` on an order that is not JOURNALED (rejected, or already sent)."""
+
+    def __init__(self, client_order_id: str, status: str) -> None:
+        self.client_order_id, self.status = client_order_id, status
+        super().__init__(f"order {client_order_id!r} is {status}, not JOURNALED: "
+                         "it must not be sent")
+
+
+@dataclass(frozen=True, slots=True)
+class TradingState:
+    """The kill switch as the book holds it; `version` grows by one on every change."""
+
+    state: str
+    reason: str
+    actor: str
+    changed_at: datetime
+    version: int
+
+    @property
+    def active(self) -> bool:
+        return self.state == "ACTIVE"
+
+    @property
+    def reducing(self) -> bool:
+        return self.state == "REDUCING"
+
+    @property
+    def halted(self) -> bool:
+        return self.state == "HALTED"
+
+
+class TradingBlocked(BrokerkitError):
+    """The journal guard refused an order: it is in the journal as REJECTED with `reason`.
+
+    `state` is the trading state the guard saw, read in the journal's own transaction.
+    """
+
+    def __init__(self, client_order_id: str, reason: str, state: TradingState) -> None:
+        self.client_order_id, self.reason, self.state = client_order_id, reason, state
+        super().__init__(f"order {client_order_id!r} rejected (trading state {state.state}): "
+                         f"{reason}")
+
+
+# --------------------------------------------------------------------------------------------
+# Engines and migrations
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the driver must not BEGIN on its own: _sqlite_begin does
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    # Switching a new file to WAL does not wait on the busy handler: when another process
+    # is switching it at the same moment, try again until the busy timeout.
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock before it reads, so what it read is still true at commit.
+    write = conn.get_execution_options().get(_WRITE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:  # the text may hold a password: do not repeat it
+        raise ConfigError("the book URL is not a database URL", key="book.url",
+                          expected="sqlite:///path or postgresql+psycopg://...") from None
+
+
+def create_book_engine(url: str | URL) -> Engine:
+    """A new engine for a book URL: SQLite set up for WAL (its directory created), or
+    PostgreSQL through psycopg 3 (`postgresql://` means `postgresql+psycopg://`)."""
+    u = _parse_url(url)
+    backend = u.get_backend_name()
+    if backend == "postgresql":
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        return sa.create_engine(u, pool_pre_ping=True)
+    if backend == "sqlite":
+        db = u.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    raise ConfigError(f"the book supports SQLite and PostgreSQL, not {backend!r}",
+                      key="book.url", expected="sqlite:///path or postgresql+psycopg://...")
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(f"brokerkit.book.{name}".encode())
+
+
+def _serialize(conn: Connection, name: str) -> None:
+    """On PostgreSQL, hold a transaction-scoped advisory lock `name` (SQLite: the write
+    transaction already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(name))))
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (`alembic upgrade head`), under a lock."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            _serialize(conn, "migrate")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+_LOCK = threading.Lock()
+_ENGINES: dict[str, Engine] = {}
+_MIGRATED: set[str] = set()
+
+
+def _key(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def _engine_for(url: URL, shared: bool) -> Engine:
+    key = _key(url)
+    with _LOCK:
+        engine = _ENGINES.get(key) if shared else None
+        if engine is None:
+            engine = create_book_engine(url)
+            if shared:
+                _ENGINES[key] = engine
+        if key not in _MIGRATED:
+            try:
+                migrate(engine)
+            except BaseException:
+                _ENGINES.pop(key, None)
+                engine.dispose()
+                raise
+            _MIGRATED.add(key)
+        return engine
+
+
+def close_books(url: str | URL | None = None) -> None:
+    """Close the shared engines (of `url`, else all); the next `Book` opens and checks anew."""
+    with _LOCK:
+        keys = [_key(sa.make_url(url))] if url is not None else list(_ENGINES)
+        for key in keys:
+            engine = _ENGINES.pop(key, None)
+            if engine is not None:
+                engine.dispose()
+            _MIGRATED.discard(key)
+
+
+def _after_fork() -> None:  # a child must not use its parent's sockets or SQLite handles
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+# --------------------------------------------------------------------------------------------
+# Converting values on the way in and out
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (
+        isinstance(v, float | Decimal) and v != v)  # NaN is the only value unequal to itself
+
+
+def _to_decimal(v: Any) -> Decimal | None:
+    if _missing(v):
+        return None
+    if isinstance(v, bool):
+        raise TypeError("a bool is not a quantity")
+    if isinstance(v, Decimal):
+        out = v
+    elif isinstance(v, numbers.Integral):
+        out = Decimal(int(v))
+    elif isinstance(v, numbers.Real):
+        out = Decimal(repr(float(v)))
+    elif isinstance(v, str):
+        out = Decimal(v.strip())
+    else:
+        raise TypeError(f"expected a number, got {type(v).__name__}")
+    if not out.is_finite():
+        raise ValueError("not a finite number")
+    return out
+
+
+def _to_time(v: Any) -> datetime | None:
+    if _missing(v):
+        return None
+    if isinstance(v, str):
+        v = pd.Timestamp(v)
+    if isinstance(v, pd.Timestamp):
+        v = v.to_pydatetime()
+    if not isinstance(v, datetime):
+        raise TypeError(f"expected a datetime, got {type(v).__name__}")
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+def _to_date(v: Any) -> date | None:
+    if _missing(v):
+        return None
+    if isinstance(v, str):
+        v = pd.Timestamp(v)
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    raise TypeError(f"expected a date, got {type(v).__name__}")
+
+
+def _to_str(v: Any) -> str | None:
+    if _missing(v):
+        return None
+    return v.value if isinstance(v, Enum) else str(v)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if is_dataclass(v) and not isinstance(v, type):
+        return asdict(v)
+    if isinstance(v, Mapping):
+        return dict(v)
+    if isinstance(v, set | frozenset | tuple):
+        return list(v)
+    return str(v)
+
+
+def _to_json(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    if is_dataclass(v) and not isinstance(v, type):
+        v = asdict(v)
+    return json.dumps(v, default=_json_default, sort_keys=True)
+
+
+def _from_json(v: str | None) -> Any:
+    if v is None:
+        return None
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+_JSON_COLUMNS = frozenset({"intent", "violations", "details"})
+
+
+def _converters(table: sa.Table) -> dict[str, Callable[[Any], Any]]:
+    out: dict[str, Callable[[Any], Any]] = {}
+    for col in table.columns:
+        if col.name in _JSON_COLUMNS:
+            out[col.name] = _to_json
+        elif isinstance(col.type, sa.Numeric):
+            out[col.name] = _to_decimal
+        elif isinstance(col.type, t.UtcDateTime):
+            out[col.name] = _to_time
+        elif isinstance(col.type, sa.Date):
+            out[col.name] = _to_date
+        elif isinstance(col.type, sa.Integer):
+            out[col.name] = lambda v: None if _missing(v) else int(v)
+        else:
+            out[col.name] = _to_str
+    return out
+
+
+_CONVERT = {table.name: _converters(table) for table in t.metadata.sorted_tables}
+
+
+def _clean(table: sa.Table, row: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """`row`'s values for `table`'s columns (others ignored), converted; errors name the value."""
+    convert = _CONVERT[table.name]
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        fn = convert.get(name)
+        if fn is None:
+            continue
+        try:
+            out[name] = fn(value)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise SchemaError(f"{what}: column {name!r} cannot hold {value!r} ({exc})") from None
+    return out
+
+
+def _require(values: Mapping[str, Any], names: Iterable[str], what: str) -> None:
+    for name in names:
+        if values.get(name) in (None, ""):
+            raise SchemaError(f"{what}: {name!r} is required, got {values.get(name)!r}")
+
+
+def _records(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(data, pd.DataFrame):
+        return data.to_dict("records")  # type: ignore[return-value]
+    if isinstance(data, Mapping):
+        raise TypeError("expected a DataFrame or an iterable of rows, got a single mapping")
+    return list(data)
+
+
+def _frame(columns: Iterable[sa.Column[Any]], rows: Iterable[Any]) -> pd.DataFrame:
+    """A DataFrame of `rows` with analysis dtypes: float64 money, UTC times, naive dates."""
+    cols = list(columns)
+    data = [tuple(r) for r in rows]
+    out: dict[str, pd.Series] = {}
+    for i, col in enumerate(cols):
+        values = [r[i] for r in data]
+        if isinstance(col.type, sa.Numeric):
+            out[col.name] = pd.Series([math.nan if v is None else float(v) for v in values],
+                                      dtype="float64")
+        elif isinstance(col.type, t.UtcDateTime):
+            out[col.name] = pd.Series(pd.to_datetime(values, utc=True),
+                                      dtype="datetime64[ns, UTC]")
+        elif isinstance(col.type, sa.Date):
+            out[col.name] = pd.Series(pd.to_datetime(values), dtype="datetime64[ns]")
+        elif isinstance(col.type, sa.Integer):
+            out[col.name] = pd.Series(values, dtype="Int64")
+        else:
+            out[col.name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, columns=[c.name for c in cols])
+
+
+# --------------------------------------------------------------------------------------------
+# Positions from fills
+
+
+def apply_fill(quantity: Decimal, avg_cost: Decimal | None, signed_fill: Decimal,
+               price: Decimal) -> tuple[Decimal, Decimal | None]:
+    """The position after one fill, as `(quantity, avg_cost)`.
+
+    Increases weight the average cost; reductions keep it; a flat position has no cost; a fill
+    that flips through zero starts the new side at the fill price.
+    """
+    new = quantity + signed_fill
+    if new == 0:
+        return new, None
+    if quantity == 0 or (quantity > 0) != (new > 0):  # opened, or flipped through zero
+        return new, price
+    if (signed_fill > 0) == (quantity > 0):  # increase
+        cost = avg_cost if avg_cost is not None else price
+        return new, (abs(quantity) * cost + abs(signed_fill) * price) / abs(new)
+    return new, avg_cost  # reduction
+
+
+# --------------------------------------------------------------------------------------------
+# The book
+
+_ORDER_COLUMNS = frozenset(c.name for c in t.orders.columns)
+_UPDATABLE = _ORDER_COLUMNS - {"client_order_id", "created_at"}
+_FILL_COLUMNS = [c.name for c in t.fills.columns if c.name != "id"]
+_SNAPSHOT_COLUMNS = [c.name for c in t.broker_position_snapshots.columns if c.name != "id"]
+_STATE_COLUMNS = (t.trading_state.c.state, t.trading_state.c.reason, t.trading_state.c.actor,
+                  t.trading_state.c.changed_at, t.trading_state.c.version)
+_SELECT_STATE = sa.select(*_STATE_COLUMNS).where(t.trading_state.c.id == 1)
+_INSERT_ORDER = t.orders.insert()
+_INITIAL_STATE = TradingState("ACTIVE", "no trading state row", "brokerkit",
+                              datetime(1970, 1, 1, tzinfo=UTC), 0)
+
+
+def _status(value: Any) -> str:
+    text = str(value.value if isinstance(value, Enum) else value).strip().upper()
+    text = {"CANCELLED": "CANCELED"}.get(text, text)
+    if text not in t.JOURNAL_STATUSES:
+        raise SchemaError(f"order status {value!r} is not one of: "
+                          f"{', '.join(t.JOURNAL_STATUSES)}")
+    return text
+
+
+def _state_name(value: Any) -> str:
+    text = str(value.value if isinstance(value, Enum) else value).strip().upper()
+    if text not in t.TRADING_STATES:
+        raise ValueError(f"trading state {value!r} is not one of: {', '.join(t.TRADING_STATES)}")
+    return text
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Book:
+    """The book at `url` (default: the configured book, `load_settings().book_url`).
+
+    Books of one URL share an engine and a connection pool in a process; `shared=False` gives
+    this one its own (as another process would have). Safe to use from several threads.
+    """
+
+    def __init__(self, url: str | URL | None = None, *, shared: bool = True) -> None:
+        if url is None:
+            from ..config import load_settings
+
+            url = load_settings().book_url
+        self._url = _parse_url(url)
+        self._shared = shared
+        self._engine = _engine_for(self._url, shared)
+        self._writer = self._engine.execution_options(**{_WRITE: True})
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self._engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Book({self.url!r})"
+
+    @contextmanager
+    def begin(self, lock: str | None = None) -> Iterator[Connection]:
+        """A write transaction, committed on success. Writers exclude each other on SQLite;
+        `lock` names an advisory lock also held on PostgreSQL (e.g. 'positions')."""
+        with self._writer.begin() as conn:
+            if lock:
+                _serialize(conn, lock)
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reading (its transaction is rolled back at the end)."""
+        with self._engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release this book's connections (a shared engine is closed for every Book of it)."""
+        if self._shared:
+            close_books(self._url)
+        else:
+            self._engine.dispose()
+
+    def __enter__(self) -> Book:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the order journal ---------------------------------------------------------------
+
+    def journal_order(self, row: Mapping[str, Any],
+                      guard: Callable[[TradingState], str | None] | None = None) -> TradingState:
+        """Write an order to the journal before it is sent; returns the trading state read in
+        the same transaction.
+
+        `row` holds `orders` columns: `client_order_id`, `connection`, `instrument`, `side` and
+        `order_type` are required; `status` defaults to JOURNALED, times to now, `actor` to
+        `current_actor()`; `intent` and `violations` may be objects (stored as JSON).
+        If `guard(state)` returns a reason, the order is written as REJECTED with it and
+        `TradingBlocked` is raised. A client order id already journaled raises
+        `DuplicateClientOrderId` (and writes nothing).
+        """
+        what = f"journal row {row.get('client_order_id')!r}"
+        unknown = set(row) - _ORDER_COLUMNS
+        if unknown:
+            raise SchemaError(f"{what}: unknown columns {sorted(unknown)}; "
+                              f"the journal has {sorted(_ORDER_COLUMNS)}")
+        values = dict.fromkeys(_ORDER_COLUMNS)
+        values.update(_clean(t.orders, row, what))
+        _require(values, ("client_order_id", "connection", "instrument", "side", "order_type"),
+                 what)
+        now = _now()
+        values["status"] = _status(values["status"] or "JOURNALED")
+        values["filled_quantity"] = values["filled_quantity"] or Decimal(0)
+        values["created_at"] = values["created_at"] or now
+        values["updated_at"] = values["updated_at"] or values["created_at"]
+        values["actor"] = values["actor"] or current_actor()
+        coid = values["client_order_id"]
+        reason = None
+        try:
+            with self._writer.begin() as conn:
+                state = self._read_state(conn, lock="share")
+                reason = guard(state) if guard is not None else None
+                if reason:
+                    values["status"], values["reason"] = "REJECTED", reason
+                values["trading_state"] = state.state
+                conn.execute(_INSERT_ORDER, values)
+        except sa.exc.IntegrityError:
+            if self.get_order(coid) is not None:
+                raise DuplicateClientOrderId(coid) from None
+            raise
+        if reason:
+            raise TradingBlocked(coid, reason, state)
+        return state
+
+    def mark_sent(self, client_order_id: str) -> None:
+        """JOURNALED → SENT, stamping `sent_at`; raises `OrderNotSendable` from any other
+        status and `UnknownOrder` if it is not journaled."""
+        o = t.orders.c
+        now = _now()
+        with self._writer.begin() as conn:
+            done = conn.execute(
+                t.orders.update()
+                .where(o.client_order_id == client_order_id, o.status == "JOURNALED")
+                .values(status="SENT", sent_at=now, updated_at=now)).rowcount
+            if not done:
+                status = conn.scalar(sa.select(o.status).where(o.client_order_id ==
+                                                               client_order_id))
+                if status is None:
+                    raise UnknownOrder(client_order_id)
+                raise OrderNotSendable(client_order_id, status)
+
+    def update_order(self, client_order_id: str, /, **fields: Any) -> None:
+        """Set journal columns of an order (status, broker_order_id, filled_quantity,
+        avg_fill_price, reason, violations...); `updated_at` defaults to now."""
+        what = f"update of order {client_order_id!r}"
+        bad = set(fields) - _UPDATABLE
+        if bad:
+            raise SchemaError(f"{what}: cannot set {sorted(bad)}; settable: {sorted(_UPDATABLE)}")
+        values = _clean(t.orders, fields, what)
+        if "status" in values:
+            values["status"] = _status(values["status"])
+        values.setdefault("updated_at", _now())
+        with self._writer.begin() as conn:
+            done = conn.execute(
+                t.orders.update().where(t.orders.c.client_order_id == client_order_id)
+                .values(**values)).rowcount
+        if not done:
+            raise UnknownOrder(client_order_id)
+
+    @staticmethod
+    def _order(row: Any) -> dict[str, Any]:
+        out = dict(row._mapping)
+        out["intent"] = _from_json(out["intent"])
+        out["violations"] = _from_json(out["violations"])
+        return out
+
+    def get_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """The journal row (Decimals, UTC datetimes, `intent`/`violations` decoded), or None."""
+        with self.connect() as conn:
+            row = conn.execute(sa.select(t.orders).where(
+                t.orders.c.client_order_id == client_order_id)).first()
+        return None if row is None else self._order(row)
+
+    def unresolved_orders(self) -> list[dict[str, Any]]:
+        """Orders whose fate the broker has not told yet (JOURNALED, SENT, UNCERTAIN), oldest
+        first: what recovery must `lookup` by client order id."""
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(t.orders)
+                                .where(t.orders.c.status.in_(t.OPEN_JOURNAL_STATUSES))
+                                .order_by(t.orders.c.created_at)).all()
+        return [self._order(r) for r in rows]
+
+    def orders_frame(self, since: datetime | None = None) -> pd.DataFrame:
+        """The journal (every `orders` column, JSON as text), oldest first; `since` filters on
+        `created_at`."""
+        query = sa.select(t.orders).order_by(t.orders.c.created_at)
+        if since is not None:
+            query = query.where(t.orders.c.created_at >= _to_time(since))
+        with self.connect() as conn:
+            rows = conn.execute(query).all()
+        return _frame(t.orders.columns, rows)
+
+    # -- fills and book positions --------------------------------------------------------
+
+    def record_fills(self, fills: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+        """Store the fills not seen before (by connection and fill id) and apply each new one
+        to the book's positions, in one transaction; returns how many were new.
+
+        Rows follow the FILLS frame: `connection`, `fill_id`, `instrument`, `side`,
+        `quantity` (positive) and `price` are required; other columns are ignored.
+        """
+        now = _now()
+        batch: dict[tuple[str, str], dict[str, Any]] = {}
+        for i, row in enumerate(_records(fills)):
+            what = f"fill row {i} ({row.get('fill_id')!r})"
+            values = _clean(t.fills, row, what)
+            _require(values, ("connection", "fill_id", "instrument", "side", "quantity",
+                              "price"), what)
+            values["side"] = values["side"].strip().lower()
+            if values["side"] not in ("buy", "sell"):
+                raise SchemaError(f"{what}: side {row['side']!r} is not buy or sell")
+            if values["quantity"] <= 0:
+                raise SchemaError(f"{what}: quantity {row['quantity']!r} must be positive")
+            values.pop("id", None)
+            values["recorded_at"] = now
+            batch.setdefault((values["connection"], values["fill_id"]), values)
+        if not batch:
+            return 0
+        f = t.fills.c
+        with self.begin(lock="positions") as conn:
+            seen: set[tuple[str, str]] = set()
+            by_connection: dict[str, list[str]] = {}
+            for connection, fill_id in batch:
+                by_connection.setdefault(connection, []).append(fill_id)
+            for connection, ids in by_connection.items():
+                for start in range(0, len(ids), 500):
+                    found = conn.execute(sa.select(f.fill_id).where(
+                        f.connection == connection, f.fill_id.in_(ids[start:start + 500])))
+                    seen.update((connection, fid) for fid in found.scalars())
+            new = [v for k, v in batch.items() if k not in seen]
+            if new:
+                conn.execute(t.fills.insert(), [dict.fromkeys(_FILL_COLUMNS) | v for v in new])
+                self._apply_fills(conn, new, now)
+        return len(new)
+
+    @staticmethod
+    def _apply_fills(conn: Connection, new: list[dict[str, Any]], now: datetime) -> None:
+        p = t.book_positions.c
+        far = datetime.max.replace(tzinfo=UTC)
+        ordered = sorted(new, key=lambda v: v["executed_at"] or far)
+        keys = {(v["connection"], v["account"] or "", v["instrument"]) for v in ordered}
+        current = {
+            (r.connection, r.account, r.instrument): r._asdict()
+            for r in conn.execute(sa.select(t.book_positions).where(
+                sa.tuple_(p.connection, p.account, p.instrument).in_(sorted(keys))))
+        }
+        existed = set(current)
+        for v in ordered:
+            key = (v["connection"], v["account"] or "", v["instrument"])
+            pos = current.get(key) or {"connection": key[0], "account": key[1],
+                                       "instrument": key[2], "quantity": Decimal(0),
+                                       "avg_cost": None}
+            signed = v["quantity"] if v["side"] == "buy" else -v["quantity"]
+            pos["quantity"], pos["avg_cost"] = apply_fill(pos["quantity"], pos["avg_cost"],
+                                                          signed, v["price"])
+            pos.update(symbol=v["symbol"] or pos.get("symbol"),
+                       asset_class=v["asset_class"] or pos.get("asset_class"),
+                       currency=v["currency"] or pos.get("currency"),
+                       updated_at=now, source="fills")
+            current[key] = pos
+        for key, pos in current.items():
+            where = (p.connection == key[0], p.account == key[1], p.instrument == key[2])
+            if key in existed and pos["quantity"] == 0:
+                conn.execute(t.book_positions.delete().where(*where))
+            elif key in existed:
+                conn.execute(t.book_positions.update().where(*where).values(
+                    {k: pos[k] for k in ("symbol", "asset_class", "quantity", "avg_cost",
+                                         "currency", "updated_at", "source")}))
+            elif pos["quantity"] != 0:
+                conn.execute(t.book_positions.insert(), pos)
+
+    def fills_frame(self, connection: str | None = None, since: datetime | None = None,
+                    client_order_id: str | None = None) -> pd.DataFrame:
+        """Recorded fills as the canonical FILLS frame, in execution order; filters optional
+        (`since` on `executed_at`)."""
+        f = t.fills.c
+        query = sa.select(*(f[name] for name in frames.FILLS.names)).order_by(f.executed_at,
+                                                                              f.id)
+        if connection is not None:
+            query = query.where(f.connection == connection)
+        if since is not None:
+            query = query.where(f.executed_at >= _to_time(since))
+        if client_order_id is not None:
+            query = query.where(f.client_order_id == client_order_id)
+        with self.connect() as conn:
+            rows = conn.execute(query).all()
+        return frames.make(frames.FILLS, _frame([f[n] for n in frames.FILLS.names], rows))
+
+    def book_positions_frame(self, connection: str | None = None) -> pd.DataFrame:
+        """The book's own positions (from fills or adoption): one row per connection, account
+        ('' if none) and instrument, flat positions omitted."""
+        query = sa.select(t.book_positions).order_by(*t.book_positions.primary_key.columns)
+        if connection is not None:
+            query = query.where(t.book_positions.c.connection == connection)
+        with self.connect() as conn:
+            rows = conn.execute(query).all()
+        return _frame(t.book_positions.columns, rows)
+
+    def adopt_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],
+                        actor: str | None, reason: str, *,
+                        accounts: Iterable[tuple[str, str]] = ()) -> int:
+        """Make the broker's positions the book's: for every (connection, account) in
+        `positions` (and in `accounts`, to adopt "no positions"), replace the book's rows and
+        write one audit row with what was there before. Returns the number of rows written."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"adopt_positions needs a reason for the audit log, got {reason!r}")
+        actor = actor or current_actor()
+        now = _now()
+        pairs: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (c, a or ""): [] for c, a in accounts}
+        for i, row in enumerate(_records(positions)):
+            what = f"position row {i} ({row.get('instrument')!r})"
+            values = _clean(t.book_positions, row, what)
+            _require(values, ("connection", "instrument"), what)
+            values["account"] = values.get("account") or ""
+            if values.get("quantity") is None:
+                raise SchemaError(f"{what}: 'quantity' is required")
+            values.update(updated_at=now, source="adoption")
+            pairs.setdefault((values["connection"], values["account"]), [])
+            if values["quantity"] != 0:
+                pairs[(values["connection"], values["account"])].append(
+                    dict.fromkeys(_CONVERT["book_positions"]) | values)
+        p = t.book_positions.c
+        written = 0
+        with self.begin(lock="positions") as conn:
+            for (connection, account), rows in pairs.items():
+                where = (p.connection == connection, p.account == account)
+                before = conn.execute(sa.select(p.instrument, p.quantity, p.avg_cost)
+                                      .where(*where)).all()
+                conn.execute(t.book_positions.delete().where(*where))
+                if rows:
+                    conn.execute(t.book_positions.insert(), rows)
+                written += len(rows)
+                self._audit(conn, "adopt_positions", f"{connection}/{account}", {
+                    "reason": reason,
+                    "before": [{"instrument": r.instrument, "quantity": r.quantity,
+                                "avg_cost": r.avg_cost} for r in before],
+                    "after": [{"instrument": r["instrument"], "quantity": r["quantity"],
+                               "avg_cost": r["avg_cost"]} for r in rows],
+                }, f"adopted {len(rows)} positions", actor, now)
+        return written
+
+    # -- broker position snapshots -------------------------------------------------------
+
+    def snapshot_broker_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],
+                                  taken_at: datetime | None = None) -> str:
+        """Store the broker's positions (POSITIONS frame rows) as one snapshot; returns its id."""
+        snapshot_id = str(uuid.uuid4())
+        stamp = _to_time(taken_at) or _now()
+        rows = []
+        for i, row in enumerate(_records(positions)):
+            what = f"snapshot row {i} ({row.get('instrument')!r})"
+            values = _clean(t.broker_position_snapshots, row, what)
+            _require(values, ("connection", "instrument"), what)
+            values.pop("id", None)
+            values["quantity"] = values.get("quantity") or Decimal(0)
+            values.update(snapshot_id=snapshot_id, taken_at=stamp)
+            rows.append(dict.fromkeys(_SNAPSHOT_COLUMNS) | values)
+        if rows:
+            with self._writer.begin() as conn:
+                conn.execute(t.broker_position_snapshots.insert(), rows)
+        return snapshot_id
+
+    def latest_snapshot(self, connection: str) -> pd.DataFrame:
+        """The rows of the newest snapshot holding `connection`'s positions (empty if none)."""
+        s = t.broker_position_snapshots.c
+        newest = (sa.select(s.snapshot_id).where(s.connection == connection)
+                  .order_by(s.taken_at.desc(), s.id.desc()).limit(1).scalar_subquery())
+        cols = [s[n] for n in _SNAPSHOT_COLUMNS]
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(*cols).where(
+                s.connection == connection, s.snapshot_id == newest).order_by(s.id)).all()
+        return _frame(cols, rows)
+
+    # -- trading state -------------------------------------------------------------------
+
+    @staticmethod
+    def _read_state(conn: Connection, lock: str | None = None) -> TradingState:
+        query = _SELECT_STATE
+        if lock == "share":
+            query = query.with_for_update(read=True)
+        elif lock == "update":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            return _INITIAL_STATE
+        return TradingState(row.state, row.reason or "", row.actor or "", row.changed_at,
+                            row.version)
+
+    def get_trading_state(self) -> TradingState:
+        """The trading state now, read from the database (never cached)."""
+        with self.connect() as conn:
+            return self._read_state(conn)
+
+    def set_trading_state(self, state: str, reason: str,
+                          actor: str | None = None) -> TradingState:
+        """Change the trading state (ACTIVE, REDUCING, HALTED), writing its history and an
+        audit row in the same transaction; returns the new state."""
+        name = _state_name(state)
+        if not isinstance(reason, str):
+            raise TypeError(f"the reason for a trading state change must be text, got {reason!r}")
+        actor = actor or current_actor()
+        now = _now()
+        with self._writer.begin() as conn:
+            previous = self._read_state(conn, lock="update")
+            new = TradingState(name, reason, actor, now, previous.version + 1)
+            values = {"state": name, "reason": reason, "actor": actor, "changed_at": now,
+                      "version": new.version}
+            done = conn.execute(t.trading_state.update().where(t.trading_state.c.id == 1)
+                                .values(values)).rowcount
+            if not done:
+                conn.execute(t.trading_state.insert().values(id=1, **values))
+            conn.execute(t.trading_state_history.insert().values(
+                state=name, previous_state=previous.state, reason=reason, actor=actor,
+                host=socket.gethostname(), pid=os.getpid(), changed_at=now))
+            self._audit(conn, "set_trading_state", name,
+                        {"previous": previous.state, "reason": reason, "version": new.version},
+                        "ok", actor, now)
+        return new
+
+    def trading_state_history(self) -> pd.DataFrame:
+        """Every trading state change, oldest first."""
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(t.trading_state_history)
+                                .order_by(t.trading_state_history.c.id)).all()
+        return _frame(t.trading_state_history.columns, rows)
+
+    # -- audit log -----------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(conn: Connection, action: str, target: str, details: Any, result: str,
+               actor: str, at: datetime) -> None:
+        conn.execute(t.audit_log.insert().values(
+            at=at, actor=actor, action=action, target=target, details=_to_json(details),
+            result=result))
+
+    def audit(self, action: str, target: str = "", details: Any = None, result: str = "",
+              actor: str | None = None) -> None:
+        """Record who (`actor`, default `current_actor()`) did `action` to `target`;
+        `details` is stored as JSON."""
+        if not isinstance(action, str) or not action.strip():
+            raise ValueError(f"audit needs an action, got {action!r}")
+        with self._writer.begin() as conn:
+            self._audit(conn, action, target, details, result, actor or current_actor(), _now())
+
+    def audit_frame(self, limit: int | None = 500) -> pd.DataFrame:
+        """The newest `limit` audit rows (all if None), newest first; `details` as JSON text."""
+        query = sa.select(t.audit_log).order_by(t.audit_log.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.connect() as conn:
+            rows = conn.execute(query).all()
+        return _frame(t.audit_log.columns, rows)
+
+
+
+def open_book(url: str | URL | None = None) -> Book:
+    """The book at `url`, default the configured one (`BROKERKIT_DATABASE_URL` or brokerkit.toml
+    or a SQLite file in the user data directory), migrated to the newest schema."""
+    return Book(url)

@@ -1,0 +1,316 @@
+"""The `brokerkit` command.
+
+    brokerkit status [--json]        consolidated status of every connection
+    brokerkit balances [--json]      balances across institutions (base-currency columns added)
+    brokerkit positions [--json]     positions across institutions
+    brokerkit secrets set NAME       store a secret (value read from stdin or a hidden prompt)
+    brokerkit secrets list [--json]  secret names and where they live, never values
+    brokerkit secrets rotate NAME    replace a secret's value; connections using it reconnect
+    brokerkit secrets delete NAME
+    brokerkit halt --reason TEXT     stop all new orders (and cancel open ones)
+    brokerkit reduce-only --reason T only orders that reduce a position pass
+    brokerkit resume --reason TEXT   back to ACTIVE
+    brokerkit state [--json]         the trading state in force and its recent history
+    brokerkit sandbox [--json]       serve the sandbox on loopback until interrupted
+
+Exit status: 0 on success, 1 when a command ran but found a problem (a connection down), 2 on
+bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from .errors import BrokerkitError, ConfigError
+
+__all__ = ["main"]
+
+
+def _print_json(obj: Any, out: IO[str]) -> None:
+    out.write(json.dumps(obj, default=str) + "\n")
+
+
+def _frame_json(df: Any) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+def _table(df: Any, columns: Sequence[str], out: IO[str]) -> None:
+    import pandas as pd
+
+    if df.empty:
+        out.write("(none)\n")
+        return
+    view = df[list(columns)].copy()
+    with pd.option_context("display.max_rows", 500, "display.width", 200,
+                           "display.float_format", "{:,.2f}".format):
+        out.write(view.to_string(index=False) + "\n")
+
+
+def _errors_note(df: Any, out: IO[str]) -> int:
+    errors = df.attrs.get("errors") or {}
+    for name, err in errors.items():
+        out.write(f"! {name}: {err}\n")
+    return 1 if errors else 0
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
+    from .service import get_brokerage_service
+
+    status = get_brokerage_service().get_status()
+    if args.json:
+        _print_json(status, out)
+    else:
+        s = status["summary"]
+        out.write(f"Total buying power: {s['total_buying_power']:,.2f} {s['base_currency']}   "
+                  f"connections: {s['connected']} connected, {s['degraded']} degraded, "
+                  f"{s['down']} down" + ("   (embedded sandbox)" if s["embedded_sandbox"] else "")
+                  + "\n\n")
+        import pandas as pd
+
+        rows = pd.DataFrame(status["connections"])
+        rows["accounts"] = rows["accounts"].map(", ".join)
+        rows["last_error"] = rows["last_error"].fillna("")
+        _table(rows, ["name", "institution", "status", "latency_ms", "accounts", "buying_power",
+                      "last_error"], out)
+    return 0 if all(c["status"] != "down" for c in status["connections"]) else 1
+
+
+def cmd_balances(args: argparse.Namespace, out: IO[str]) -> int:
+    from .service import get_brokerage_service
+
+    df = get_brokerage_service().balances()
+    if args.json:
+        _print_json(_frame_json(df), out)
+        return 1 if df.attrs.get("errors") else 0
+    _table(df, ["connection", "account", "currency", "cash", "buying_power", "equity",
+                "buying_power_base"], out)
+    return _errors_note(df, out)
+
+
+def cmd_positions(args: argparse.Namespace, out: IO[str]) -> int:
+    from .service import get_brokerage_service
+
+    df = get_brokerage_service().positions()
+    if args.json:
+        _print_json(_frame_json(df), out)
+        return 1 if df.attrs.get("errors") else 0
+    _table(df, ["connection", "account", "instrument", "quantity", "avg_cost", "market_price",
+                "market_value", "currency", "market_value_base"], out)
+    return _errors_note(df, out)
+
+
+def _read_value(prompt: str) -> str:
+    if sys.stdin is not None and not sys.stdin.isatty():
+        value = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        value = getpass.getpass(prompt)
+    if not value:
+        raise BrokerkitError("no value given (pipe it on stdin or type it at the prompt)")
+    return value
+
+
+def cmd_secrets(args: argparse.Namespace, out: IO[str]) -> int:
+    from .secrets import get_secret_store
+
+    store = get_secret_store()
+    if args.secrets_cmd == "set":
+        where = store.set(args.name, _read_value(f"value for {args.name}: "), store=args.store)
+        out.write(f"stored {args.name} in {where}\n")
+    elif args.secrets_cmd == "rotate":
+        where = store.rotate(args.name, _read_value(f"new value for {args.name}: "))
+        out.write(f"rotated {args.name} in {where}\n")
+    elif args.secrets_cmd == "delete":
+        store.delete(args.name)
+        out.write(f"deleted {args.name}\n")
+    else:
+        infos = store.list()
+        if args.json:
+            _print_json([{"name": i.name, "store": i.store} for i in infos], out)
+        elif not infos:
+            out.write("(no secrets)\n")
+        else:
+            width = max(len(i.name) for i in infos)
+            for i in infos:
+                out.write(f"{i.name:<{width}}  {i.store}\n")
+    return 0
+
+
+def _killswitch() -> Any:
+    from .book import open_book
+    from .config import load_settings
+    from .execution.killswitch import KillSwitch
+
+    return KillSwitch(open_book(load_settings().book_url))
+
+
+def _report_state(view: Any, out: IO[str], as_json: bool) -> None:
+    if as_json:
+        _print_json(view.to_dict(), out)
+        return
+    note = " (forced by SYSTEM_HALTED)" if view.forced_by_env else ""
+    when = f" at {view.changed_at:%Y-%m-%d %H:%M:%S %Z}" if view.changed_at else ""
+    out.write(f"{view.state}{note}: {view.reason or '-'} (by {view.actor or '-'}{when})\n")
+
+
+def cmd_state(args: argparse.Namespace, out: IO[str]) -> int:
+    ks = _killswitch()
+    view = ks.state()
+    if args.json:
+        history = ks.book.trading_state_history().tail(args.history)
+        _print_json({**view.to_dict(), "history": _frame_json(history)}, out)
+    else:
+        _report_state(view, out, False)
+    return 0
+
+
+def cmd_halt(args: argparse.Namespace, out: IO[str]) -> int:
+    if args.cancel_open:
+        from .service import get_brokerage_service
+
+        ks = _killswitch()
+        ks.brokerage = get_brokerage_service()
+    else:
+        ks = _killswitch()
+    report = ks.halt(args.reason, cancel_open=args.cancel_open)
+    _report_state(report.state, out, args.json)
+    if not args.json:
+        out.write(f"canceled {len(report.canceled)} open order(s)\n")
+        for name, err in report.errors.items():
+            out.write(f"! {name}: could not cancel open orders: {err}\n")
+    return 1 if report.errors else 0
+
+
+def cmd_reduce_only(args: argparse.Namespace, out: IO[str]) -> int:
+    _report_state(_killswitch().reduce_only(args.reason).state, out, args.json)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
+    view = _killswitch().resume(args.reason).state
+    _report_state(view, out, args.json)
+    if view.forced_by_env:
+        sys.stderr.write("brokerkit: SYSTEM_HALTED is set in this environment: trading stays "
+                         "halted here until it is unset\n")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
+    from . import runtime
+    from .sandbox import get_sandbox
+
+    sandbox = get_sandbox()
+    servers = runtime.run(sandbox.start_servers_async(host=args.host))
+    info = {"servers": servers, "pid": os.getpid()}
+    if args.json:
+        _print_json(info, out)
+    else:
+        for name, s in servers.items():
+            out.write(f"{name:<12} {s.get('url') or s.get('address')}\n")
+        out.write("serving until interrupted (Ctrl-C)\n")
+    out.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    runtime.run(sandbox.stop_servers_async())
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brokerkit", description="See and act on accounts at "
+                                "many brokers. With no configuration, runs on the sandbox.")
+    p.add_argument("--version", action="version", version=f"brokerkit {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, helptext in (("status", "consolidated status of every connection"),
+                           ("balances", "balances across institutions"),
+                           ("positions", "positions across institutions")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+
+    sp = sub.add_parser("secrets", help="manage stored secrets (values are never printed)")
+    ssub = sp.add_subparsers(dest="secrets_cmd", required=True, metavar="ACTION")
+    s_set = ssub.add_parser("set", help="store a secret; the value is read from stdin/prompt")
+    s_set.add_argument("name")
+    s_set.add_argument("--store", choices=["keyring", "file"], default=None,
+                       help="where to keep it (default: keyring if available, else file)")
+    s_list = ssub.add_parser("list", help="names and where they live")
+    s_list.add_argument("--json", action="store_true")
+    ssub.add_parser("rotate", help="replace a secret's value").add_argument("name")
+    ssub.add_parser("delete", help="remove a secret").add_argument("name")
+
+    sp = sub.add_parser("halt", help="stop all new orders everywhere (the kill switch)")
+    sp.add_argument("--reason", required=True, help="why: recorded with who and when")
+    sp.add_argument("--no-cancel-open", dest="cancel_open", action="store_false",
+                    help="leave open orders working (default: cancel them)")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("reduce-only", help="only orders that reduce a position pass")
+    sp.add_argument("--reason", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("resume", help="back to ACTIVE trading")
+    sp.add_argument("--reason", required=True)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("state", help="the trading state in force")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--history", type=int, default=20, help="history rows in --json")
+
+    sp = sub.add_parser("sandbox", help="serve the sandbox brokers on loopback")
+    sp.add_argument("--json", action="store_true",
+                    help="print one JSON object (servers, addresses, demo credentials) first")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
+    "status": cmd_status,
+    "balances": cmd_balances,
+    "positions": cmd_positions,
+    "secrets": cmd_secrets,
+    "sandbox": cmd_sandbox,
+    "halt": cmd_halt,
+    "reduce-only": cmd_reduce_only,
+    "resume": cmd_resume,
+    "state": cmd_state,
+}
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        return COMMANDS[args.command](args, out)
+    except ConfigError as exc:
+        sys.stderr.write(f"brokerkit: configuration error: {exc}\n")
+        return 2
+    except BrokerkitError as exc:
+        sys.stderr.write(f"brokerkit: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

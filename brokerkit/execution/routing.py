@@ -1,0 +1,278 @@
+"""Order routing: which connection (and account) an intent goes to, or why none.
+
+`route(intent, routing, connections)` applies these rules in order, and the first that applies
+decides; a rule that applies but cannot be honoured is `NO_ROUTE`, never a fall-through to a
+broker the user did not mean:
+
+1. **explicit**: `intent.connection` must exist, trade, and trade the asset class; an explicit
+   `intent.account` must be one of its accounts.
+2. **account**: `intent.account` goes to the connection `[routing.accounts]` maps it to, else
+   to the one trading connection that lists it among its accounts.
+3. **asset class**: `[routing] equity = "alpaca"`, `crypto = "kraken"`... else
+   `default = "paper-us"`.
+4. **only**: with no routing entry, the one trading connection that trades the asset class.
+
+Read-only connections never route. The asset class is the intent's, else the instrument lookup's
+answer, else inferred from the symbol (`BTC/USD` crypto, `EUR.USD` fx, an OCC symbol option,
+anything else equity)::
+
+    [routing]
+    default = "paper-us"
+    equity = "alpaca"
+    crypto = "kraken"
+    [routing.accounts]
+    U1234567 = "ibkr"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, InvalidIntent
+from ..model import AssetClass, OrderIntent, Violation
+
+if TYPE_CHECKING:
+    from ..adapters.base import Capabilities
+    from ..config import ConnectionConfig, Settings
+
+__all__ = [
+    "Route",
+    "RouteTarget",
+    "RoutingTable",
+    "infer_asset_class",
+    "parse_routing",
+    "route",
+]
+
+Lookup = Callable[[str], AssetClass | str | None]
+
+# Common ISO 4217 codes: `EUR.USD` is fx, `BRK.B` is not.
+_CURRENCIES = frozenset({
+    "USD", "EUR", "JPY", "GBP", "CHF", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "HKD", "SGD",
+    "CNH", "CNY", "MXN", "ZAR", "TRY", "PLN", "CZK", "HUF", "ILS", "KRW", "INR", "BRL", "RUB",
+    "THB", "TWD", "SAR", "AED",
+})
+_FX = re.compile(r"([A-Z]{3})\.([A-Z]{3})")
+_OCC = re.compile(r"[A-Z][A-Z0-9.]{0,5} *\d{6}[CP]\d{8}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget:
+    """What routing needs to know of one connection.
+
+    `accounts` are the account ids it serves, configured or discovered; an empty tuple means
+    none are known, and then an account can reach it only through `[routing.accounts]`.
+    An ETF routes wherever equities do.
+    """
+
+    name: str
+    type: str
+    trading: bool
+    asset_classes: frozenset[AssetClass] = frozenset()
+    accounts: tuple[str, ...] = ()
+
+    @property
+    def read_only(self) -> bool:
+        return not self.trading
+
+    def trades(self, asset_class: AssetClass) -> bool:
+        """True when this connection can place orders in `asset_class`."""
+        ac = self.asset_classes
+        return self.trading and (asset_class in ac
+                                 or (asset_class is AssetClass.ETF and AssetClass.EQUITY in ac))
+
+    @classmethod
+    def of(cls, config: ConnectionConfig, capabilities: Capabilities,
+           accounts: Collection[str] = ()) -> RouteTarget:
+        """A target from a connection's config and its adapter's capabilities.
+
+        It trades only when the adapter can, the config does not say `read_only`, and the
+        connection is enabled; `accounts` adds discovered accounts to the configured ones.
+        """
+        trading = capabilities.trading and not config.read_only and config.enabled
+        return cls(config.name, config.type, trading, frozenset(capabilities.asset_classes),
+                   tuple(dict.fromkeys([*config.accounts, *accounts])))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an order goes; `rule` says which routing rule chose it."""
+
+    connection: str
+    account: str | None
+    asset_class: AssetClass
+    rule: str  # explicit | account | asset_class | default | only
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """The parsed `[routing]` table."""
+
+    asset_classes: Mapping[AssetClass, str] = field(default_factory=dict)
+    default: str | None = None
+    accounts: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RoutingTable:
+        """The routing of `settings`, checking connection names against its connections."""
+        file = str(settings.source) if settings.source else None
+        return parse_routing(settings.routing, file, known_connections=settings.connections)
+
+
+def parse_routing(raw: Mapping[str, Any] | None, file: str | None = None, *,
+                  known_connections: Collection[str] | None = None) -> RoutingTable:
+    """Check the raw `[routing]` table and return its `RoutingTable`.
+
+    Keys are `default`, `accounts` (a table of account id to connection) and asset classes
+    (`equity`, `crypto`, ...), each naming a connection. Raises `ConfigError` naming the file
+    and the dotted key for anything else, and, when `known_connections` is given, for a
+    connection name that is not configured.
+    """
+    where = file or "<settings>"
+    expected_keys = "default, accounts, or an asset class: " + \
+        ", ".join(a.value for a in AssetClass)
+
+    def fail(key: str, message: str, expected: str) -> ConfigError:
+        return ConfigError(message, file=where, key=key, expected=expected)
+
+    def connection(value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise fail(key, f"is {value!r}", "a connection name")
+        if known_connections is not None and value not in known_connections:
+            raise fail(key, f"names no configured connection {value!r}",
+                       "one of " + (", ".join(sorted(known_connections)) or "(none configured)"))
+        return value
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise fail("routing", f"is {raw!r}", "a table")
+    by_class: dict[AssetClass, str] = {}
+    default: str | None = None
+    accounts: dict[str, str] = {}
+    for key, value in raw.items():
+        dotted = f"routing.{key}"
+        if key == "default":
+            default = connection(value, dotted)
+        elif key == "accounts":
+            if not isinstance(value, Mapping):
+                raise fail(dotted, f"is {value!r}", "a table of account id = connection")
+            for account, target in value.items():
+                accounts[str(account)] = connection(target, f"{dotted}.{account}")
+        else:
+            try:
+                ac = AssetClass.parse(key)
+            except InvalidIntent:
+                raise fail(dotted, "unknown key", expected_keys) from None
+            if ac in by_class:
+                raise fail(dotted, f"repeats asset class {ac.value!r}", "each asset class once")
+            by_class[ac] = connection(value, dotted)
+    return RoutingTable(MappingProxyType(by_class), default, MappingProxyType(accounts))
+
+
+def infer_asset_class(symbol: str, lookup: Lookup | None = None) -> AssetClass:
+    """The asset class of `symbol`: `lookup(symbol)` when it knows, else read from the symbol.
+
+    `BTC/USD` is crypto, `EUR.USD` (two ISO currencies) fx, `AAPL261218C00150000` (OCC,
+    spaces allowed) option, anything else equity.
+    """
+    if lookup is not None:
+        known = lookup(symbol)
+        if known is not None:
+            return AssetClass.parse(known, "asset_class")
+    s = symbol.strip().upper()
+    if "/" in s:
+        return AssetClass.CRYPTO
+    m = _FX.fullmatch(s)
+    if m and m[1] in _CURRENCIES and m[2] in _CURRENCIES:
+        return AssetClass.FX
+    if _OCC.fullmatch(s):
+        return AssetClass.OPTION
+    return AssetClass.EQUITY
+
+
+def route(intent: OrderIntent, settings_routing: RoutingTable | Mapping[str, Any],
+          connections: Mapping[str, RouteTarget], *,
+          lookup: Lookup | None = None) -> Route | Violation:
+    """The `Route` for `intent`, or a `NO_ROUTE` violation naming what was tried.
+
+    `settings_routing` is a `RoutingTable` or the raw `[routing]` table (parsed here, raising
+    `ConfigError` when wrong); `lookup` maps a symbol to its asset class from instrument facts.
+    """
+    table = settings_routing if isinstance(settings_routing, RoutingTable) \
+        else parse_routing(settings_routing)
+    ac = intent.asset_class or infer_asset_class(intent.symbol, lookup)
+    what = f"{intent.symbol} ({ac.value})"
+
+    def no_route(why: str) -> Violation:
+        return Violation("NO_ROUTE", f"no route for {what}: {why}")
+
+    def refusal(name: str, via: str) -> str | None:
+        """Why connection `name`, chosen `via` a rule, cannot take the order; None if it can."""
+        target = connections.get(name)
+        if target is None:
+            known = ", ".join(sorted(connections)) or "none"
+            return f"{via} {name!r}, which is not a connection (known: {known})"
+        if target.read_only:
+            return f"{via} {name!r}, which is read-only"
+        if not target.trades(ac):
+            trades = ", ".join(sorted(a.value for a in target.asset_classes)) or "nothing"
+            return f"{via} {name!r}, which does not trade {ac.value} (it trades {trades})"
+        return None
+
+    account = intent.account
+    if intent.connection is not None:
+        name = intent.connection
+        why = refusal(name, "the order names connection")
+        if why:
+            return no_route(why)
+        if account is not None:
+            mapped = table.accounts.get(account)
+            if mapped is not None and mapped != name:
+                return no_route(f"account {account!r} belongs to {mapped!r} in "
+                                f"[routing.accounts], not to the named connection {name!r}")
+            if mapped is None and account not in connections[name].accounts:
+                known = ", ".join(connections[name].accounts) or "none known"
+                return no_route(f"account {account!r} is not one of {name!r}'s accounts "
+                                f"({known}); list it in [routing.accounts]")
+        return Route(name, account, ac, "explicit")
+
+    if account is not None:
+        mapped = table.accounts.get(account)
+        if mapped is not None:
+            why = refusal(mapped, f"[routing.accounts] sends account {account!r} to")
+            return no_route(why) if why else Route(mapped, account, ac, "account")
+        owners = sorted(t.name for t in connections.values() if account in t.accounts)
+        able = [n for n in owners if refusal(n, "") is None]
+        if len(able) == 1:
+            return Route(able[0], account, ac, "account")
+        if len(able) > 1:
+            return no_route(f"account {account!r} is on several trading connections "
+                            f"({', '.join(able)}); name one, or map it in [routing.accounts]")
+        if owners:
+            return no_route("; ".join(str(refusal(n, f"account {account!r} is on"))
+                                      for n in owners))
+        return no_route(f"account {account!r} is on no connection and not in "
+                        f"[routing.accounts]")
+
+    mapped = table.asset_classes.get(ac)
+    if mapped is None and ac is AssetClass.ETF:
+        mapped = table.asset_classes.get(AssetClass.EQUITY)
+    rule, via = "asset_class", f"[routing] {ac.value} sends it to"
+    if mapped is None and table.default is not None:
+        mapped, rule, via = table.default, "default", "[routing] default sends it to"
+    if mapped is not None:
+        why = refusal(mapped, via)
+        return no_route(why) if why else Route(mapped, None, ac, rule)
+
+    able = sorted(t.name for t in connections.values() if t.trades(ac))
+    if len(able) == 1:
+        return Route(able[0], None, ac, "only")
+    tried = (f"several trading connections trade {ac.value} ({', '.join(able)})" if able
+             else f"no trading connection trades {ac.value}")
+    return no_route(f"no connection or account named, no [routing] {ac.value} or default "
+                    f"entry, and {tried}")

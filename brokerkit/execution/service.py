@@ -1,0 +1,773 @@
+"""The order pipeline: no order reaches a broker without passing it.
+
+`ExecutionService.place_order(intent)`:
+
+1. **validate** the intent (a dict, keywords or an `OrderIntent`): bad input is REJECTED with
+   `INVALID_INTENT` naming the field; nothing is journaled.
+2. **route** it: explicit connection, else the account's connection, else the asset-class
+   default; read-only connections never route; none is REJECTED `NO_ROUTE`.
+3. run **every pre-trade check** (`risk.run_checks`) against cached broker state (positions,
+   buying power, instrument facts, quotes), the trading state and the rate limiter, and report
+   every violation.
+4. **journal** it with a client order id, re-reading the trading state in the same transaction
+   (a halt committed by any process a microsecond earlier rejects it).
+5. **submit** it. A submit is never retried: after a timeout or a dropped connection,
+   `lookup(client_order_id)` decides whether the broker has it.
+6. **record** the acknowledgement (fills are pulled into the book in the background) and
+   answer with an `OrderResult`: FILLED, PARTIALLY_FILLED, ACCEPTED, REJECTED or ERROR.
+
+Broker state used by the checks is cached per connection (positions and balances for a few
+seconds, adjusted by the service's own fills in between; instrument facts for longer), so the
+pipeline's own cost per order is local work plus one journal write and one update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from ..adapters import Adapter, BrokerOrder
+from ..errors import AdapterError, InvalidIntent, SubmitUncertain
+from ..model import AssetClass, OrderIntent, OrderResult, OrderStatus, Side, Violation
+from .killswitch import KillSwitch, StateView
+from .limits import RiskLimits
+from .ratelimit import RateLimiter, limiter_for
+from .risk import CheckContext, DuplicateDetector, InstrumentFacts, intent_fingerprint, run_checks
+from .routing import Route, RouteTarget, RoutingTable, parse_routing, route
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..book import Book
+    from ..service import BrokerageService
+
+__all__ = ["ExecutionService", "Preview", "get_execution_service", "new_client_order_id",
+           "reset_execution_service"]
+
+log = logging.getLogger("brokerkit.execution")
+
+#: Seconds cached positions and balances stay fresh (own fills adjust them in between).
+STATE_TTL = 5.0
+#: Seconds a cached quote stays fresh.
+QUOTE_TTL = 1.0
+#: Seconds cached instrument facts and market hours stay fresh.
+FACTS_TTL = 600.0
+HOURS_TTL = 30.0
+#: Seconds a submit may take before its outcome is looked up instead.
+SUBMIT_TIMEOUT = 15.0
+#: Waits between lookups of an order whose submit outcome is unknown.
+LOOKUP_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+#: Journal rows younger than this are left to the process that is sending them.
+RECOVER_MIN_AGE = 10.0
+
+
+def new_client_order_id() -> str:
+    """A fresh client order id: `bk-` and 24 hex digits (unique, safe at every broker)."""
+    return f"bk-{uuid.uuid4().hex[:24]}"
+
+
+def _d(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else Decimal(repr(f))
+
+
+@dataclass(frozen=True)
+class Preview(Mapping[str, Any]):
+    """What `place_order` would do, without sending anything: the route, every check's
+    verdict, and the order's estimated size and effect on buying power."""
+
+    ok: bool
+    connection: str | None
+    account: str | None
+    symbol: str
+    side: str
+    asset_class: str | None
+    violations: tuple[Violation, ...] = ()
+    checks_passed: tuple[str, ...] = ()
+    price: float | None = None
+    quantity: float | None = None
+    notional: float | None = None
+    currency: str | None = None
+    buying_power: float | None = None
+    buying_power_after: float | None = None
+    trading_state: str = "ACTIVE"
+    reason: str = ""
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "violations":
+            return [v.to_dict() for v in self.violations]
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+
+@dataclass
+class _Cache:
+    """Cached broker state for one connection."""
+
+    positions: pd.DataFrame | None = None
+    balances: pd.DataFrame | None = None
+    state_at: float = -math.inf
+    account_types: dict[str, str] | None = None
+    facts: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    quotes: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    hours: dict[str, tuple[float, bool | None]] = field(default_factory=dict)
+    #: own fills since the last refresh: (account, instrument) -> signed quantity
+    deltas: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    spent: dict[str, Decimal] = field(default_factory=dict)  # account -> cash committed
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Order:
+    """One order on its way through the pipeline."""
+
+    intent: OrderIntent
+    route: Route
+    adapter: Adapter
+    ctx: CheckContext
+    instrument: str
+    currency: str
+    violations: list[Violation]
+
+
+class ExecutionService(runtime.Bridged):
+    """The guarded order pipeline over a `BrokerageService` and a `Book`."""
+
+    def __init__(self, brokerage: BrokerageService | None = None, book: Book | None = None
+                 ) -> None:
+        if brokerage is None:
+            from ..service import get_brokerage_service
+
+            brokerage = get_brokerage_service()
+        self.brokerage = brokerage
+        settings = brokerage.settings
+        if book is None:
+            from ..book import open_book
+
+            book = open_book(settings.book_url)
+        self.book = book
+        self.limits = RiskLimits.from_settings(settings)
+        if settings.routing or not settings.embedded:
+            self.routing = RoutingTable.from_settings(settings)
+        else:
+            from ..sandbox import embedded_routing
+
+            self.routing = parse_routing(embedded_routing(),
+                                         known_connections=brokerage.connections)
+        self.killswitch = KillSwitch(book, brokerage)
+        window = self.limits.for_order(None, None, None).duplicate_window_seconds
+        self._duplicates = DuplicateDetector(window)
+        self._limiters: dict[str, RateLimiter] = {}
+        self._caches: dict[str, _Cache] = {}
+        self._fill_syncs: dict[str, asyncio.Task[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ExecutionService connections={self.brokerage.connections} book={self.book!r}>"
+
+    # -- public API -------------------------------------------------------------------------
+    async def place_order_async(self, intent: OrderIntent | Mapping[str, Any] | None = None,
+                                /, **kwargs: Any) -> OrderResult:
+        """Validate, route, check, journal, submit and record one order (see module doc)."""
+        try:
+            parsed = OrderIntent.of(intent, **kwargs)
+        except InvalidIntent as exc:
+            return await self._reject_invalid(intent, kwargs, exc)
+        prepared = await self._prepare(parsed)
+        if isinstance(prepared, OrderResult):
+            return prepared
+        if prepared.violations:
+            return await self._reject(prepared)
+        return await self._send(prepared)
+
+    def place_order(self, intent: OrderIntent | Mapping[str, Any] | None = None, /,
+                    **kwargs: Any) -> OrderResult:
+        return runtime.run(self.place_order_async(intent, **kwargs))
+
+    async def preview_async(self, intent: OrderIntent | Mapping[str, Any] | None = None, /,
+                            **kwargs: Any) -> Preview:
+        """Everything `place_order` does except journaling and sending."""
+        try:
+            parsed = OrderIntent.of(intent, **kwargs)
+        except InvalidIntent as exc:
+            v = Violation("INVALID_INTENT", str(exc))
+            raw = {**(intent if isinstance(intent, Mapping) else {}), **kwargs}
+            return Preview(False, None, None, str(raw.get("symbol", "")),
+                           str(raw.get("side", "")), None, (v,), reason=str(exc))
+        prepared = await self._prepare(parsed, preview=True)
+        if isinstance(prepared, OrderResult):
+            return Preview(False, None, None, parsed.symbol, parsed.side.value,
+                           None, prepared.violations, reason=prepared.reason,
+                           trading_state=self.killswitch.state().state)
+        ctx = prepared.ctx
+        failed = {v.code for v in prepared.violations}
+        from .risk import CHECKS
+
+        passed = tuple(c.__name__.removeprefix("check_") for c in CHECKS
+                       if c(ctx) is None) if not failed else ()
+        after = None
+        if ctx.buying_power is not None and ctx.notional is not None:
+            after = ctx.buying_power - (ctx.notional if parsed.side is Side.BUY else 0)
+        return Preview(
+            ok=not prepared.violations, connection=prepared.route.connection,
+            account=ctx.account, symbol=parsed.symbol, side=parsed.side.value,
+            asset_class=ctx.asset_class.value, violations=tuple(prepared.violations),
+            checks_passed=passed, price=_f(ctx.price), quantity=_f(ctx.quantity),
+            notional=_f(ctx.notional), currency=prepared.currency,
+            buying_power=_f(ctx.buying_power), buying_power_after=_f(after),
+            trading_state=ctx.trading_state, reason=_reason(prepared.violations))
+
+    def preview(self, intent: OrderIntent | Mapping[str, Any] | None = None, /,
+                **kwargs: Any) -> Preview:
+        return runtime.run(self.preview_async(intent, **kwargs))
+
+    async def cancel_async(self, client_order_id: str) -> OrderResult:
+        """Cancel a journaled order by its client order id (never blocked by the kill switch)."""
+        row = await asyncio.to_thread(self.book.get_order, client_order_id)
+        if row is None:
+            return OrderResult(OrderStatus.ERROR, reason=f"no journaled order {client_order_id}",
+                               client_order_id=client_order_id)
+        adapter = await self.brokerage.connected_adapter_async(row["connection"])
+        order_id = row["broker_order_id"]
+        if not order_id:
+            found = await adapter.lookup_async(client_order_id)
+            if found is None:
+                return OrderResult(OrderStatus.ERROR, client_order_id=client_order_id,
+                                   reason="the broker has no such order to cancel")
+            order_id = found.order_id
+        ack = await adapter.cancel_async(str(order_id))
+        await asyncio.to_thread(self.book.update_order, client_order_id,
+                                status=ack.status.value, reason=ack.reason or "canceled")
+        await asyncio.to_thread(self.book.audit, "cancel_order", client_order_id,
+                                {"order_id": order_id}, ack.status.value)
+        return _result(ack, row["connection"], row["account"], row["symbol"], row["side"],
+                       _f(row["quantity"]))
+
+    def cancel(self, client_order_id: str) -> OrderResult:
+        return runtime.run(self.cancel_async(client_order_id))
+
+    def state(self) -> StateView:
+        """The trading state in force (the kill switch)."""
+        return self.killswitch.state()
+
+    async def sync_fills_async(self, connection: str | None = None) -> int:
+        """Pull fills from trading connections into the book; returns how many were new.
+        Idempotent: fills already recorded are skipped, so nothing is ever counted twice."""
+        names = [connection] if connection else self._trading_connections()
+        new = 0
+        for name in names:
+            adapter = await self.brokerage.connected_adapter_async(name)
+            fills = await adapter.fills_async()
+            if len(fills):
+                new += await asyncio.to_thread(self.book.record_fills, fills)
+        return new
+
+    def sync_fills(self, connection: str | None = None) -> int:
+        return runtime.run(self.sync_fills_async(connection))
+
+    async def recover_async(self, min_age: float = RECOVER_MIN_AGE) -> list[OrderResult]:
+        """Resolve journal rows left JOURNALED, SENT or UNCERTAIN (a crash, a timeout) by
+        looking each up at its broker by client order id; never by sending it again."""
+        rows = await asyncio.to_thread(self.book.unresolved_orders)
+        now = datetime.now(UTC)
+        out: list[OrderResult] = []
+        for row in rows:
+            updated = row["updated_at"]
+            if updated is not None and (now - _utc(updated)).total_seconds() < min_age:
+                continue
+            out.append(await self._recover_one(row))
+        return out
+
+    def recover(self, min_age: float = RECOVER_MIN_AGE) -> list[OrderResult]:
+        return runtime.run(self.recover_async(min_age))
+
+    # -- pipeline ---------------------------------------------------------------------------
+    async def _prepare(self, intent: OrderIntent, preview: bool = False
+                       ) -> _Order | OrderResult:
+        """Route the intent and gather everything the checks need; run them."""
+        targets = self._targets()
+        chosen = route(intent, self.routing, targets)
+        if isinstance(chosen, Violation):
+            if preview:
+                return OrderResult(OrderStatus.REJECTED, reason=_reason([chosen]),
+                                   symbol=intent.symbol, violations=(chosen,))
+            return await self._rejected_unrouted(intent, chosen)
+        try:
+            adapter = await self.brokerage.connected_adapter_async(chosen.connection)
+        except AdapterError as exc:
+            v = Violation("NO_ROUTE", f"{chosen.connection} is unavailable: {exc}")
+            if preview:
+                return OrderResult(OrderStatus.REJECTED, reason=_reason([v]),
+                                   symbol=intent.symbol, violations=(v,))
+            return await self._rejected_unrouted(intent, v)
+        account = chosen.account or self._default_account(chosen.connection, adapter)
+        cache = self._cache(chosen.connection)
+        facts_row, quote, hours, (positions, balances), types, state = await asyncio.gather(
+            self._facts(cache, adapter, intent.symbol), self._quote(cache, adapter, intent.symbol),
+            self._hours(cache, adapter, intent.symbol), self._state(cache, adapter),
+            self._account_types(cache, adapter), asyncio.to_thread(self.killswitch.state))
+        ac = chosen.asset_class
+        if facts_row is not None:
+            ac = intent.asset_class or AssetClass.parse(facts_row["asset_class"])
+        instrument = facts_row["instrument"] if facts_row else f"?:{intent.symbol}"
+        currency = (facts_row or {}).get("currency") or intent.currency or "USD"
+        limits = self.limits.for_order(chosen.connection, ac, intent.symbol)
+        limiter = self._limiter(chosen.connection, adapter)
+        base = self.brokerage.base_currency
+        try:
+            fx = Decimal(repr(self.brokerage.fx.rate(currency, base)))
+        except Exception:
+            fx = None
+        ctx = CheckContext(
+            intent=intent, connection=chosen.connection, account=account, asset_class=ac,
+            limits=limits, trading_state=state.state,
+            position=self._position(cache, positions, account, instrument),
+            price=_price(quote), currency=currency, base_currency=base, fx_to_base=fx,
+            gross_exposure=await self._gross_exposure() if limits.max_gross_exposure else None,
+            buying_power=self._buying_power(cache, balances, account, currency),
+            instrument=_facts(facts_row), market_open=hours, account_type=types.get(account),
+            within_rate_limit=limiter.wait_time() == 0.0 or limits.on_rate_limit == "wait",
+            rate_limit=str(limiter),
+            duplicate=self._duplicates.seen(intent_fingerprint(intent, chosen.connection,
+                                                               account)),
+        )
+        violations = [_with_state(v, state) for v in run_checks(ctx)]
+        violations += adapter.check_intent(intent, facts_row)
+        return _Order(intent, chosen, adapter, ctx, instrument, currency, violations)
+
+    async def _send(self, order: _Order) -> OrderResult:
+        intent, ctx = order.intent, order.ctx
+        coid = intent.client_order_id or new_client_order_id()
+        sent = replace(intent, client_order_id=coid, connection=ctx.connection,
+                       account=ctx.account, asset_class=ctx.asset_class)
+        row = {
+            "client_order_id": coid, "connection": ctx.connection, "account": ctx.account,
+            "instrument": order.instrument, "symbol": intent.symbol,
+            "asset_class": ctx.asset_class.value, "side": intent.side.value,
+            "order_type": intent.order_type.value, "quantity": intent.quantity,
+            "notional": intent.notional, "limit_price": intent.limit_price,
+            "stop_price": intent.stop_price, "time_in_force": intent.time_in_force.value,
+            "intent": sent.to_dict(),
+        }
+        from ..book import DuplicateClientOrderId, TradingBlocked
+
+        try:
+            await asyncio.to_thread(self.book.journal_order, row, self._guard(ctx))
+        except TradingBlocked as exc:
+            code = "TRADING_HALTED" if exc.state.halted or "HALTED" in exc.reason \
+                else "REDUCE_ONLY_WOULD_INCREASE_POSITION"
+            v = Violation(code, exc.reason)
+            await asyncio.to_thread(self.book.update_order, coid, violations=[v.to_dict()])
+            return self._result_rejected(intent, ctx, (v,), coid)
+        except DuplicateClientOrderId:
+            v = Violation("DUPLICATE_INTENT", f"client order id {coid} was already used")
+            return self._result_rejected(intent, ctx, (v,), coid)
+
+        limiter = self._limiter(ctx.connection, order.adapter)
+        if ctx.limits.on_rate_limit == "wait":
+            await limiter.acquire()
+        elif not limiter.try_acquire():
+            v = Violation("RATE_LIMIT_EXCEEDED", f"{limiter} reached")
+            await asyncio.to_thread(self.book.update_order, coid, status="REJECTED",
+                                    reason=v.message, violations=[v.to_dict()])
+            return self._result_rejected(intent, ctx, (v,), coid)
+        self._duplicates.remember(intent_fingerprint(intent, ctx.connection, ctx.account))
+        await asyncio.to_thread(self.book.mark_sent, coid)
+        try:
+            ack = await asyncio.wait_for(order.adapter.submit_async(sent, coid), SUBMIT_TIMEOUT)
+        except (SubmitUncertain, TimeoutError, ConnectionError, AdapterError, OSError) as exc:
+            why = str(exc) or type(exc).__name__
+            log.warning("submit of %s to %s uncertain (%s): looking it up", coid,
+                        ctx.connection, why)
+            await asyncio.to_thread(self.book.update_order, coid, status="UNCERTAIN",
+                                    reason=why)
+            found = await self._lookup(order.adapter, coid)
+            if found is None:
+                return await self._unresolved(coid, ctx, intent, why, order.adapter)
+            ack = found
+        await self._record(coid, ack, order)
+        return _result(ack, ctx.connection, ctx.account, intent.symbol, intent.side.value,
+                       _f(ctx.quantity) if intent.quantity is None else float(intent.quantity))
+
+    def _guard(self, ctx: CheckContext):  # type: ignore[no-untyped-def]
+        """The check the journal runs on the trading state it reads in its own transaction."""
+        increases = ctx.increases_position
+
+        def guard(state: Any) -> str | None:
+            view = StateView.of(state)
+            if view.state == "HALTED":
+                return f"trading is HALTED: {view.reason}"
+            if view.state == "REDUCING" and increases is not False:
+                return f"trading is REDUCING ({view.reason}): the order does not reduce " \
+                       f"the position"
+            return None
+
+        return guard
+
+    async def _lookup(self, adapter: Adapter, coid: str) -> BrokerOrder | None:
+        """Ask the broker for `coid`, retrying the *lookup* (never the submit)."""
+        last: Exception | None = None
+        for delay in (0.0, *LOOKUP_BACKOFF):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                return await asyncio.wait_for(adapter.lookup_async(coid), SUBMIT_TIMEOUT)
+            except Exception as exc:
+                last = exc
+        raise AdapterError(adapter.name, f"lookup of {coid} failed: {last}") from last
+
+    async def _unresolved(self, coid: str, ctx: CheckContext, intent: OrderIntent, why: str,
+                          adapter: Adapter) -> OrderResult:
+        """The broker answered a lookup and has no such order: it was never placed."""
+        reason = f"submit failed ({why}) and {ctx.connection} has no order {coid}: not placed"
+        await asyncio.to_thread(self.book.update_order, coid, status="ERROR", reason=reason)
+        return OrderResult(OrderStatus.ERROR, reason=reason, client_order_id=coid,
+                           connection=ctx.connection, account=ctx.account,
+                           symbol=intent.symbol, side=intent.side.value,
+                           quantity=_f(intent.quantity))
+
+    async def _record(self, coid: str, ack: BrokerOrder, order: _Order) -> None:
+        fields: dict[str, Any] = {"status": ack.status.value,
+                                  "broker_order_id": ack.order_id,
+                                  "filled_quantity": ack.filled_quantity,
+                                  "avg_fill_price": ack.avg_fill_price}
+        if ack.reason:
+            fields["reason"] = ack.reason
+        await asyncio.to_thread(self.book.update_order, coid, **fields)
+        if ack.filled_quantity:
+            cache = self._cache(order.ctx.connection)
+            key = (order.ctx.account, order.instrument)
+            signed = Decimal(repr(ack.filled_quantity)) * order.intent.side.sign
+            cache.deltas[key] = cache.deltas.get(key, Decimal(0)) + signed
+            if order.intent.side is Side.BUY and ack.avg_fill_price:
+                cost = Decimal(repr(ack.filled_quantity * ack.avg_fill_price))
+                cache.spent[order.ctx.account] = cache.spent.get(order.ctx.account,
+                                                                 Decimal(0)) + cost
+            self._schedule_fill_sync(order.ctx.connection)
+
+    def _schedule_fill_sync(self, connection: str) -> None:
+        task = self._fill_syncs.get(connection)
+        if task is None or task.done():
+            self._fill_syncs[connection] = asyncio.create_task(self._fill_sync(connection))
+
+    async def _fill_sync(self, connection: str) -> int:
+        await asyncio.sleep(0.05)  # let a burst of fills arrive, then pull them once
+        try:
+            return await self.sync_fills_async(connection)
+        except Exception as exc:  # retried on the next fill or by an explicit sync
+            log.warning("pulling fills from %s failed: %s", connection, exc)
+            return 0
+
+    async def _recover_one(self, row: Mapping[str, Any]) -> OrderResult:
+        coid, name = row["client_order_id"], row["connection"]
+        try:
+            adapter = await self.brokerage.connected_adapter_async(name)
+            found = await self._lookup(adapter, coid)
+        except Exception as exc:
+            return OrderResult(OrderStatus.ERROR, client_order_id=coid, connection=name,
+                               reason=f"still unresolved: {exc}")
+        if found is None:
+            never = row["status"] == "JOURNALED"
+            reason = ("journaled but never sent (the process stopped before submit)" if never
+                      else f"{name} has no order {coid}: it was not placed")
+            await asyncio.to_thread(self.book.update_order, coid, status="ERROR", reason=reason)
+            await asyncio.to_thread(self.book.audit, "recover_order", coid, {"found": False},
+                                    "ERROR")
+            return OrderResult(OrderStatus.ERROR, client_order_id=coid, connection=name,
+                               account=row["account"], symbol=row["symbol"], reason=reason)
+        await asyncio.to_thread(self.book.update_order, coid, status=found.status.value,
+                                broker_order_id=found.order_id,
+                                filled_quantity=found.filled_quantity,
+                                avg_fill_price=found.avg_fill_price)
+        await asyncio.to_thread(self.book.audit, "recover_order", coid,
+                                {"found": True, "order_id": found.order_id},
+                                found.status.value)
+        if found.filled_quantity:
+            self._schedule_fill_sync(name)
+        return _result(found, name, row["account"], row["symbol"], row["side"],
+                       _f(row["quantity"]))
+
+    # -- rejections -------------------------------------------------------------------------
+    async def _reject_invalid(self, intent: Any, kwargs: Mapping[str, Any],
+                              exc: InvalidIntent) -> OrderResult:
+        v = Violation("INVALID_INTENT", str(exc))
+        raw = {**(intent if isinstance(intent, Mapping) else {}), **kwargs}
+        await asyncio.to_thread(self.book.audit, "place_order", str(raw.get("symbol", "")),
+                                {"intent": {k: str(v) for k, v in raw.items()},
+                                 "violations": [v.to_dict()]}, "REJECTED")
+        return OrderResult(OrderStatus.REJECTED, reason=_reason([v]), violations=(v,),
+                           symbol=str(raw["symbol"]) if raw.get("symbol") else None)
+
+    async def _rejected_unrouted(self, intent: OrderIntent, v: Violation) -> OrderResult:
+        await asyncio.to_thread(self.book.audit, "place_order", intent.symbol,
+                                {"intent": intent.to_dict(), "violations": [v.to_dict()]},
+                                "REJECTED")
+        return OrderResult(OrderStatus.REJECTED, reason=_reason([v]), violations=(v,),
+                           symbol=intent.symbol, side=intent.side.value,
+                           quantity=_f(intent.quantity))
+
+    async def _reject(self, order: _Order) -> OrderResult:
+        ctx = order.ctx
+        await asyncio.to_thread(self.book.audit, "place_order", order.intent.symbol,
+                                {"intent": order.intent.to_dict(), "connection": ctx.connection,
+                                 "account": ctx.account,
+                                 "violations": [v.to_dict() for v in order.violations]},
+                                "REJECTED")
+        return self._result_rejected(order.intent, ctx, tuple(order.violations), None)
+
+    @staticmethod
+    def _result_rejected(intent: OrderIntent, ctx: CheckContext,
+                         violations: tuple[Violation, ...], coid: str | None) -> OrderResult:
+        return OrderResult(OrderStatus.REJECTED, reason=_reason(violations),
+                           violations=violations, client_order_id=coid,
+                           connection=ctx.connection, account=ctx.account, symbol=intent.symbol,
+                           side=intent.side.value, quantity=_f(ctx.quantity))
+
+    # -- cached broker state ----------------------------------------------------------------
+    def _targets(self) -> dict[str, RouteTarget]:
+        out = {}
+        for name in self.brokerage.connections:
+            try:
+                adapter = self.brokerage.adapter(name)
+            except Exception:
+                continue
+            out[name] = RouteTarget.of(adapter.config, adapter.capabilities, adapter.accounts)
+        return out
+
+    def _trading_connections(self) -> list[str]:
+        return [n for n, t in self._targets().items() if t.trading]
+
+    def _default_account(self, connection: str, adapter: Adapter) -> str:
+        accounts = adapter.accounts
+        if not accounts:
+            raise AdapterError(connection, "no account known; name one in the order")
+        return accounts[0]
+
+    def _cache(self, connection: str) -> _Cache:
+        cache = self._caches.get(connection)
+        if cache is None:
+            cache = self._caches[connection] = _Cache()
+        return cache
+
+    def _limiter(self, connection: str, adapter: Adapter) -> RateLimiter:
+        limiter = self._limiters.get(connection)
+        if limiter is None:
+            cfg = adapter.config
+            rate = self.limits.for_order(connection, None, None).max_orders_per_second
+            limiter = limiter_for(cfg.type, cfg.options, name=connection,
+                                  max_orders_per_second=rate)
+            self._limiters[connection] = limiter
+        return limiter
+
+    async def _state(self, cache: _Cache, adapter: Adapter
+                     ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        if time.monotonic() - cache.state_at < STATE_TTL:
+            return cache.positions, cache.balances
+        async with cache.lock:
+            if time.monotonic() - cache.state_at >= STATE_TTL:
+                try:
+                    pos, bal = await asyncio.gather(adapter.positions_async(),
+                                                    adapter.balances_async())
+                except Exception as exc:  # unknown state: the checks will say so
+                    log.warning("reading state of %s failed: %s", adapter.name, exc)
+                    return None, None
+                cache.positions, cache.balances = pos, bal
+                cache.deltas.clear()
+                cache.spent.clear()
+                cache.state_at = time.monotonic()
+        return cache.positions, cache.balances
+
+    async def _account_types(self, cache: _Cache, adapter: Adapter) -> dict[str, str]:
+        if cache.account_types is None:
+            try:
+                cache.account_types = await adapter.account_types_async()
+            except Exception:
+                return {}
+        return cache.account_types
+
+    async def _facts(self, cache: _Cache, adapter: Adapter, symbol: str
+                     ) -> dict[str, Any] | None:
+        hit = cache.facts.get(symbol)
+        if hit is not None and time.monotonic() - hit[0] < FACTS_TTL:
+            return hit[1]
+        try:
+            df = await adapter.instruments_async([symbol])
+        except Exception as exc:
+            log.warning("instrument facts for %s at %s failed: %s", symbol, adapter.name, exc)
+            return None
+        row = df.iloc[0].to_dict() if len(df) else None
+        cache.facts[symbol] = (time.monotonic(), row)
+        return row
+
+    async def _quote(self, cache: _Cache, adapter: Adapter, symbol: str
+                     ) -> dict[str, Any] | None:
+        hit = cache.quotes.get(symbol)
+        if hit is not None and time.monotonic() - hit[0] < QUOTE_TTL:
+            return hit[1]
+        try:
+            df = await adapter.quotes_async([symbol])
+        except Exception as exc:
+            log.warning("quote for %s at %s failed: %s", symbol, adapter.name, exc)
+            return None
+        row = df.iloc[0].to_dict() if len(df) else None
+        cache.quotes[symbol] = (time.monotonic(), row)
+        return row
+
+    async def _hours(self, cache: _Cache, adapter: Adapter, symbol: str) -> bool | None:
+        hit = cache.hours.get(symbol)
+        if hit is not None and time.monotonic() - hit[0] < HOURS_TTL:
+            return hit[1]
+        try:
+            is_open = await adapter.market_open_async(symbol)
+        except Exception:
+            return None
+        cache.hours[symbol] = (time.monotonic(), is_open)
+        return is_open
+
+    @staticmethod
+    def _position(cache: _Cache, positions: pd.DataFrame | None, account: str,
+                  instrument: str) -> Decimal | None:
+        if positions is None:
+            return None
+        rows = positions[(positions["account"] == account)
+                         & (positions["instrument"] == instrument)]
+        qty = Decimal(repr(float(rows["quantity"].sum()))) if len(rows) else Decimal(0)
+        return qty + cache.deltas.get((account, instrument), Decimal(0))
+
+    def _buying_power(self, cache: _Cache, balances: pd.DataFrame | None, account: str,
+                      currency: str) -> Decimal | None:
+        """The account's buying power in `currency` (rows in other currencies converted),
+        less what this service's own fills spent since the last refresh."""
+        if balances is None:
+            return None
+        rows = balances[balances["account"] == account]
+        if not len(rows):
+            return None
+        total = 0.0
+        for ccy, bp in zip(rows["currency"], rows["buying_power"], strict=True):
+            if bp != bp:  # NaN: the broker did not say
+                continue
+            try:
+                total += float(bp) * self.brokerage.fx.rate(ccy, currency)
+            except Exception:
+                return None
+        return Decimal(repr(total)) - cache.spent.get(account, Decimal(0))
+
+    async def _gross_exposure(self) -> Decimal | None:
+        cache = self._cache("*")
+        if time.monotonic() - cache.state_at >= STATE_TTL:
+            df = await self.brokerage.positions_async()
+            if df.attrs.get("errors"):
+                return None
+            cache.positions, cache.state_at = df, time.monotonic()
+        assert cache.positions is not None
+        return Decimal(repr(float(cache.positions["market_value_base"].abs().sum())))
+
+
+def _f(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _price(quote: Mapping[str, Any] | None) -> Decimal | None:
+    if not quote:
+        return None
+    last = _d(quote.get("last"))
+    if last is not None and last > 0:
+        return last
+    bid, ask = _d(quote.get("bid")), _d(quote.get("ask"))
+    if bid and ask and bid > 0 and ask > 0:
+        return (bid + ask) / 2
+    return None
+
+
+def _facts(row: Mapping[str, Any] | None) -> InstrumentFacts:
+    if row is None:
+        return InstrumentFacts()
+    mult = _d(row.get("multiplier"))
+    return InstrumentFacts(tradable=bool(row["tradable"]), fractionable=bool(row["fractionable"]),
+                           shortable=bool(row["shortable"]),
+                           min_quantity=_d(row.get("min_quantity")),
+                           multiplier=mult if mult and mult > 0 else Decimal(1))
+
+
+def _with_state(v: Violation, state: StateView) -> Violation:
+    """Name who changed the trading state and why, on the violations it causes."""
+    if v.code in ("TRADING_HALTED", "REDUCE_ONLY_WOULD_INCREASE_POSITION") \
+            and state.state != "ACTIVE" and state.reason:
+        return Violation(v.code, f"{v.message} [{state.state} by {state.actor}: {state.reason}]")
+    return v
+
+
+def _reason(violations: Any) -> str:
+    return "; ".join(f"{v.code}: {v.message}" for v in violations)
+
+
+def _result(ack: BrokerOrder, connection: str, account: str | None, symbol: str | None,
+            side: str | None, quantity: float | None) -> OrderResult:
+    status = ack.status
+    if status is OrderStatus.PENDING:
+        status = OrderStatus.ACCEPTED
+    violations: tuple[Violation, ...] = ()
+    if status is OrderStatus.REJECTED:  # the broker refused what passed every check
+        violations = (Violation("BROKER_REJECTED", ack.reason or "rejected by the broker"),)
+    reason = ack.reason or {OrderStatus.FILLED: "filled",
+                            OrderStatus.PARTIALLY_FILLED: "partially filled",
+                            OrderStatus.ACCEPTED: "accepted by the broker"}.get(status, "")
+    return OrderResult(status, reason=reason, order_id=ack.order_id,
+                       client_order_id=ack.client_order_id, connection=connection,
+                       account=account, symbol=symbol, side=side, quantity=quantity,
+                       filled_quantity=ack.filled_quantity, avg_fill_price=ack.avg_fill_price,
+                       violations=violations, submitted_at=ack.submitted_at)
+
+
+_service: ExecutionService | None = None
+_lock = threading.Lock()
+
+
+def get_execution_service() -> ExecutionService:
+    """The process-wide `ExecutionService` over `get_brokerage_service()` and the book.
+
+    On creation it recovers journal rows a previous process left unresolved (by lookup, never
+    by sending again)."""
+    global _service
+    with _lock:
+        if _service is None:
+            svc = ExecutionService()
+            try:
+                svc.recover()
+            except Exception as exc:  # recovery problems must not stop trading setup
+                log.warning("recovering unresolved orders failed: %s", exc)
+            _service = svc
+        return _service
+
+
+def reset_execution_service() -> None:
+    """Forget the process-wide service (tests, or after changing configuration)."""
+    global _service
+    with _lock:
+        _service = None

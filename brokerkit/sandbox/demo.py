@@ -1,0 +1,205 @@
+"""The `Sandbox`: one market, one matching engine, named paper brokers, the demo accounts, and
+the loopback servers.
+
+`get_sandbox()` is the process-wide sandbox (one per seed). Every paper broker it makes is
+seeded with the demo accounts of `DEMO_CONNECTIONS` (deterministically), and
+`embedded_connections()` is the configuration brokerkit uses when nothing is configured.
+`start_servers_async()` starts the loopback servers on the runtime loop and returns, per
+server, its address and demo credentials.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import runtime
+from ..config import ConnectionConfig
+from .broker import AccountType, PaperBroker
+from .market import Clock, Market, MatchingEngine
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "DEMO_CONNECTIONS",
+    "EMBEDDED_ROUTING",
+    "DemoAccount",
+    "DemoConnection",
+    "Sandbox",
+    "embedded_connections",
+    "embedded_routing",
+    "get_sandbox",
+    "reset_sandbox",
+]
+
+DEFAULT_BROKER = "paper"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """A demo account: type, base currency, starting cash, and (symbol, qty, avg cost)."""
+
+    account_id: str
+    type: AccountType
+    base_currency: str
+    cash: Mapping[str, float]
+    positions: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoConnection:
+    """A demo connection of type "paper" and the accounts it shows."""
+
+    name: str
+    institution: str
+    accounts: tuple[DemoAccount, ...]
+
+
+DEMO_CONNECTIONS: tuple[DemoConnection, ...] = (
+    DemoConnection("paper-us", "Sandbox Paper US", (
+        DemoAccount("DEMO-MARGIN-1", "margin", "USD", {"USD": 250_000.0}, (
+            ("AAPL", 120, 190.25), ("NVDA", 80, 98.40), ("MSFT", 40, 405.10),
+            ("SPY", 50, 520.00), ("TSLA", -20, 275.50))),
+        DemoAccount("DEMO-CASH-1", "cash", "USD", {"USD": 50_000.0}, (
+            ("QQQ", 30, 445.00), ("AMZN", 25.5, 176.80), ("GOOGL", 15, 160.30))),
+    )),
+    DemoConnection("paper-global", "Sandbox Paper Global", (
+        DemoAccount("DEMO-GLOBAL-1", "margin", "EUR",
+                    {"EUR": 80_000.0, "GBP": 20_000.0, "JPY": 3_000_000.0, "HKD": 100_000.0,
+                     "USD": 10_000.0}, (
+            ("STK:SAP@XETRA", 60, 205.40), ("STK:VOD@LSE", 5000, 0.745),
+            ("STK:7203@TSE", 300, 2650.0), ("STK:0700@SEHK", 200, 372.0),
+            ("STK:SHOP@TSX", 40, 98.0))),
+        DemoAccount("DEMO-CRYPTO-1", "cash", "USD", {"USD": 20_000.0, "USDT": 5_000.0}, (
+            ("BTC/USD", 0.35, 61_500.0), ("ETH/USD", 4, 3_050.0), ("SOL/USD", 50, 142.0))),
+    )),
+)
+
+
+class Sandbox(runtime.Bridged):
+    """One simulated market with its paper brokers and loopback servers.
+
+    Brokers are made on first use by name and seeded with every demo account, so a test can
+    take a fresh broker (`sandbox.broker("t-123")`) without disturbing the shared one.
+    """
+
+    def __init__(self, seed: int = 0, *, clock: Clock | None = None, always_open: bool = True
+                 ) -> None:
+        self.seed = seed
+        self.market = Market(seed, clock=clock, always_open=always_open)
+        self.engine = MatchingEngine(self.market)
+        self._brokers: dict[str, PaperBroker] = {}
+        self._servers: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Sandbox seed={self.seed} brokers={list(self._brokers)} " \
+               f"servers={list(self._servers)}>"
+
+    # -- brokers --------------------------------------------------------------------------
+    @property
+    def brokers(self) -> dict[str, PaperBroker]:
+        return dict(self._brokers)
+
+    def broker(self, name: str = DEFAULT_BROKER) -> PaperBroker:
+        """The paper broker `name`, made and seeded with the demo accounts on first use."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"broker name must be a non-empty string, got {name!r}")
+        broker = self._brokers.get(name)
+        if broker is None:
+            broker = PaperBroker(name, self.market, self.engine)
+            for conn in DEMO_CONNECTIONS:
+                for acct in conn.accounts:
+                    broker.open_account(acct.account_id, acct.type, acct.base_currency,
+                                        acct.cash)
+                    for symbol, qty, cost in acct.positions:
+                        broker.set_position(acct.account_id, symbol, repr(qty), repr(cost))
+            self._brokers[name] = broker
+        return broker
+
+    @staticmethod
+    def demo_accounts(connection: str) -> tuple[str, ...]:
+        """The demo accounts a connection of that name shows ((): not a demo connection)."""
+        for conn in DEMO_CONNECTIONS:
+            if conn.name == connection:
+                return tuple(a.account_id for a in conn.accounts)
+        return ()
+
+    def embedded_connections(self) -> dict[str, ConnectionConfig]:
+        """The connections used when nothing is configured: the demo connections."""
+        return {c.name: ConnectionConfig(
+                    name=c.name, type="paper", institution=c.institution,
+                    options={"broker": DEFAULT_BROKER, "seed": self.seed},
+                    accounts=tuple(a.account_id for a in c.accounts))
+                for c in DEMO_CONNECTIONS}
+
+    # -- servers --------------------------------------------------------------------------
+    @property
+    def servers(self) -> dict[str, dict[str, Any]]:
+        """What `start_servers_async` returned, for servers still running."""
+        return {name: dict(s.info) for name, s in self._servers.items()}
+
+    async def start_servers_async(self, host: str = "127.0.0.1") -> dict[str, dict[str, Any]]:
+        """Start the loopback servers (on free ports) unless running; returns, per server,
+        its address (`url`, `host`, `port`) and demo `credentials`."""
+        if "control" not in self._servers:
+            from .control import start_control
+
+            self._servers["control"] = await start_control(self, host)
+        return self.servers
+
+    async def stop_servers_async(self) -> None:
+        """Stop every server started by `start_servers_async`."""
+        servers, self._servers = self._servers, {}
+        for server in servers.values():
+            await server.close()
+
+    def start_servers(self, host: str = "127.0.0.1") -> dict[str, dict[str, Any]]:
+        return runtime.run(self.start_servers_async(host))
+
+    def stop_servers(self) -> None:
+        runtime.run(self.stop_servers_async())
+
+
+_lock = threading.Lock()
+_sandboxes: dict[int, Sandbox] = {}
+
+
+def get_sandbox(seed: int | None = None) -> Sandbox:
+    """The process-wide sandbox for `seed` (default 0), made on first use."""
+    key = 0 if seed is None else seed
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise TypeError(f"sandbox seed must be an int, got {seed!r}")
+    with _lock:
+        sandbox = _sandboxes.get(key)
+        if sandbox is None:
+            sandbox = _sandboxes[key] = Sandbox(key)
+        return sandbox
+
+
+def reset_sandbox(seed: int | None = None) -> None:
+    """Forget the process-wide sandbox of `seed` (default: all); for tests. Servers of a
+    forgotten sandbox keep running until `stop_servers` is called on it."""
+    with _lock:
+        if seed is None:
+            _sandboxes.clear()
+        else:
+            _sandboxes.pop(seed, None)
+
+
+def embedded_connections() -> dict[str, ConnectionConfig]:
+    """The embedded default connections of the process-wide sandbox."""
+    return get_sandbox().embedded_connections()
+
+
+#: Where orders go when nothing is configured: US equities and ETFs to the US paper accounts,
+#: crypto and everything else to the global paper accounts (which hold the other currencies).
+EMBEDDED_ROUTING: Mapping[str, str] = {
+    "equity": "paper-us", "etf": "paper-us", "crypto": "paper-global", "fx": "paper-global",
+    "default": "paper-us",
+}
+
+
+def embedded_routing() -> dict[str, str]:
+    """The `[routing]` table used with the embedded default connections."""
+    return dict(EMBEDDED_ROUTING)

@@ -1,0 +1,122 @@
+"""`TicketView`: the order ticket as a Panel component, with preview and explicit confirm.
+
+Fields edit an `OrderTicket`; **Preview** runs every pre-trade check and shows what passed and
+what failed, the estimated notional and the buying power after; **Place order** asks for
+confirmation, and only **Confirm** sends it. Any edit invalidates the preview.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from ..execution.ticket import OrderTicket
+
+__all__ = ["TicketView", "render_preview", "render_result"]
+
+
+def _money(value: float | None, ccy: str | None = "") -> str:
+    return "-" if value is None else f"{value:,.2f} {ccy or ''}".strip()
+
+
+def render_preview(preview: Any) -> str:
+    """Markdown for a `Preview`: the route, each violation, the estimates."""
+    if preview is None:
+        return "*Preview the order to run the pre-trade checks.*"
+    lines = [f"**{'Ready to place' if preview.ok else 'Would be REJECTED'}** "
+             f"&nbsp; trading state: `{preview.trading_state}`"]
+    if preview.connection:
+        lines.append(f"Route: `{preview.connection}` / `{preview.account}`")
+    lines.append(f"Price {_money(preview.price, preview.currency)} · quantity "
+                 f"{'-' if preview.quantity is None else f'{preview.quantity:,.6g}'} · "
+                 f"notional {_money(preview.notional, preview.currency)}")
+    lines.append(f"Buying power {_money(preview.buying_power, preview.currency)} → after "
+                 f"{_money(preview.buying_power_after, preview.currency)}")
+    for v in preview.violations:
+        lines.append(f"- ❌ `{v.code}`: {v.message}")
+    if preview.ok:
+        lines.append("- ✅ " + ", ".join(preview.checks_passed))
+    return "\n\n".join(lines)
+
+
+def render_result(result: Any) -> str:
+    if result is None:
+        return ""
+    head = {"FILLED": "✅", "PARTIALLY_FILLED": "✅", "ACCEPTED": "🟢"}.get(
+        result.status.value, "⛔")
+    text = f"{head} **{result.status.value}**"
+    if result.order_id:
+        text += f" · order `{result.order_id}`"
+    if result.filled_quantity:
+        text += f" · filled {result.filled_quantity:g} @ {result.avg_fill_price:,.4f}"
+    if result.reason:
+        text += f"\n\n{result.reason}"
+    return text
+
+
+class TicketView(pn.viewable.Viewer):
+    """The order ticket, renderable in a notebook or a served app."""
+
+    ticket = param.ClassSelector(class_=OrderTicket)
+    confirming = param.Boolean(default=False, doc="the confirmation prompt is showing")
+
+    def __init__(self, ticket: OrderTicket | None = None, **params: Any) -> None:
+        super().__init__(ticket=ticket or OrderTicket(), **params)
+        t = self.ticket
+        self._form = pn.Param(
+            t, parameters=["symbol", "side", "quantity", "notional", "order_type",
+                           "limit_price", "stop_price", "time_in_force", "connection",
+                           "account"],
+            show_name=False, widgets={"side": pn.widgets.RadioButtonGroup,
+                                      "order_type": pn.widgets.Select})
+        self._preview_btn = pn.widgets.Button(label="Preview", color="primary",
+                                              name="ticket-preview")
+        self._place_btn = pn.widgets.Button(label="Place order", color="success",
+                                            name="ticket-place", disabled=True)
+        self._confirm_btn = pn.widgets.Button(label="Confirm", color="danger",
+                                              name="ticket-confirm")
+        self._cancel_btn = pn.widgets.Button(label="Cancel", name="ticket-cancel")
+        self._prompt = pn.pane.Markdown("")
+        self._confirm_row = pn.Column(self._prompt, pn.Row(self._confirm_btn, self._cancel_btn),
+                                      visible=False, css_classes=["ticket-confirm"])
+        self._preview_pane = pn.pane.Markdown(render_preview(None),
+                                              css_classes=["ticket-preview"])
+        self._result_pane = pn.pane.Markdown("", css_classes=["ticket-result"])
+        self._preview_btn.on_click(self._on_preview)
+        self._place_btn.on_click(self._on_place)
+        self._confirm_btn.on_click(self._on_confirm)
+        self._cancel_btn.on_click(self._on_cancel)
+        t.param.watch(self._sync, ["preview_result", "result", "busy"])
+        self._layout = pn.Column(
+            "### Order ticket", self._form, pn.Row(self._preview_btn, self._place_btn),
+            self._confirm_row, self._preview_pane, self._result_pane, width=420)
+
+    def _sync(self, *_: Any) -> None:
+        t = self.ticket
+        self._preview_pane.object = render_preview(t.preview_result)
+        self._result_pane.object = render_result(t.result)
+        self._place_btn.disabled = t.busy or not t.can_confirm
+        self._preview_btn.disabled = t.busy
+        self._layout.loading = t.busy
+        if not t.can_confirm:
+            self._confirm_row.visible = False
+
+    async def _on_preview(self, _: Any) -> None:
+        await self.ticket.preview_async()
+
+    async def _on_place(self, _: Any) -> None:
+        if self.ticket.can_confirm:
+            self._prompt.object = f"**Send {self.ticket.summary()}?**"
+            self._confirm_row.visible = True
+
+    async def _on_confirm(self, _: Any) -> None:
+        self._confirm_row.visible = False
+        await self.ticket.confirm_async()
+
+    async def _on_cancel(self, _: Any) -> None:
+        self._confirm_row.visible = False
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout

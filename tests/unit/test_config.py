@@ -1,0 +1,111 @@
+"""Configuration: discovery order, typed settings, and errors that name file, key, expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from brokerkit.config import find_config, load_settings
+from brokerkit.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "brokerkit.toml"
+    p.write_text(text)
+    return p
+
+
+def test_no_file_means_embedded_sandbox(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.source is None and s.embedded and s.base_currency == "USD"
+    assert s.book_url.startswith("sqlite:///") and s.book_url.endswith("book.db")
+
+
+def test_discovery_order_env_then_cwd_then_user_dir(tmp_path, monkeypatch):
+    user = tmp_path / "cfg"
+    user.mkdir()
+    monkeypatch.setenv("BROKERKIT_CONFIG_DIR", str(user))
+    (user / "brokerkit.toml").write_text('base_currency = "GBP"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert find_config() == user / "brokerkit.toml"
+    (work / "brokerkit.toml").write_text('base_currency = "EUR"\n')
+    assert find_config() == work / "brokerkit.toml"
+    other = tmp_path / "other.toml"
+    other.write_text('base_currency = "JPY"\n')
+    monkeypatch.setenv("BROKERKIT_CONFIG", str(other))
+    assert load_settings().base_currency == "JPY"
+
+
+def test_missing_env_config_file_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKERKIT_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
+        find_config()
+
+
+def test_full_file_parses(tmp_path, monkeypatch):
+    monkeypatch.delenv("BROKERKIT_DATABASE_URL", raising=False)
+    p = write(tmp_path, """
+base_currency = "EUR"
+[book]
+url = "sqlite:///x.db"
+[connections.alpaca]
+type = "alpaca"
+accounts = ["PA1"]
+options = { paper = true }
+secrets = { api_key = "alpaca_key", secret_key = "alpaca_secret" }
+[connections.old]
+type = "statements"
+read_only = true
+[fx.rates]
+EURUSD = 1.08
+[risk]
+max_order_quantity = 10
+""")
+    s = load_settings(p)
+    assert s.base_currency == "EUR" and s.book_url == "sqlite:///x.db" and not s.embedded
+    a = s.connections["alpaca"]
+    assert a.type == "alpaca" and a.option("paper") is True and a.accounts == ("PA1",)
+    assert a.secrets == {"api_key": "alpaca_key", "secret_key": "alpaca_secret"}
+    assert s.connections["old"].read_only and s.fx_rates == {"EURUSD": 1.08}
+    assert s.risk == {"max_order_quantity": 10}
+
+
+def test_database_url_env_overrides_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKERKIT_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    p = write(tmp_path, '[book]\nurl = "sqlite:///x.db"\n')
+    assert load_settings(p).book_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('base_currency = "dollars"', "base_currency", "3-letter"),
+    ('base_currency = 5', "base_currency", "3-letter"),
+    ('colour = "red"', "colour", "one of"),
+    ('[connections.x]\ntype = "robinhood"', "connections.x.type", "one of"),
+    ('[connections.x]\ntype = "paper"\nport = 5', "connections.x.port", "one of"),
+    ('[connections.x]\ntype = "paper"\nread_only = "yes"', "connections.x.read_only",
+     "true or false"),
+    ('[connections.x]\ntype = "paper"\naccounts = "A1"', "connections.x.accounts", "list"),
+    ('[connections.x]\ntype = "alpaca"\nsecrets = { api_key = "PK ABC/123=" }',
+     "connections.x.secrets.api_key", "secret name"),
+    ('[fx.rates]\nEURUSD = -1', "fx.rates.EURUSD", "positive"),
+    ('[fx.rates]\nEURO = 1.1', "fx.rates.EURO", "EURUSD"),
+    ('book = 5', "book", "a table"),
+])
+def test_bad_values_name_file_key_and_expectation(tmp_path, text, key, expected):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    msg = str(exc.value)
+    assert str(p) in msg and f"[{key}]" in msg and expected in msg
+    assert exc.value.key == key
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path):
+    p = write(tmp_path, "base_currency = \n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert str(p) in str(exc.value) and "line 1" in str(exc.value)

@@ -1,0 +1,128 @@
+"""OrderIntent validation, instrument keys and OrderResult's two faces."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from brokerkit.errors import InvalidIntent
+from brokerkit.model import (
+    AssetClass,
+    Instrument,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    OrderType,
+    Side,
+    Violation,
+)
+
+
+def test_intent_from_dict_with_aliases_normalises_everything():
+    i = OrderIntent.of({"symbol": " nvda ", "side": "BUY", "qty": "1.5", "type": "LMT",
+                        "limit_price": 120.1, "tif": "gtc"})
+    assert i.symbol == "NVDA" and i.side is Side.BUY and i.order_type is OrderType.LIMIT
+    assert i.quantity == Decimal("1.5") and i.limit_price == Decimal("120.1")
+    assert i.time_in_force.value == "gtc"
+
+
+def test_intent_float_prices_do_not_carry_binary_artefacts():
+    assert OrderIntent.of(symbol="A", side="buy", quantity=0.1).quantity == Decimal("0.1")
+
+
+def test_numpy_numbers_are_accepted_as_numbers():
+    import numpy as np
+
+    i = OrderIntent.of(symbol="A", side="buy", quantity=np.int64(3), order_type="limit",
+                       limit_price=np.float64(215.57))
+    assert i.quantity == Decimal(3) and i.limit_price == Decimal("215.57")
+
+
+@pytest.mark.parametrize(("fields", "bad"), [
+    ({"side": "buy", "quantity": 1}, "symbol"),
+    ({"symbol": "AAPL", "quantity": 1}, "side"),
+    ({"symbol": "AAPL", "side": "hold", "quantity": 1}, "side"),
+    ({"symbol": "AAPL", "side": "buy"}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "notional": 100}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": -1}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": "abc"}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": float("nan")}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": True}, "quantity"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "order_type": "limit"}, "limit_price"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "limit_price": 5}, "limit_price"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "order_type": "stop_limit",
+      "stop_price": 5}, "limit_price"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "order_type": "trailing_stop"},
+     "trail_price"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "time_in_force": "forever"},
+     "time_in_force"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "colour": "red"}, "colour"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "client_order_id": "a b"},
+     "client_order_id"),
+    ({"symbol": "AAPL", "side": "buy", "quantity": 1, "qty": 2}, "qty"),
+])
+def test_bad_intent_names_the_field(fields, bad):
+    with pytest.raises(InvalidIntent) as exc:
+        OrderIntent.of(fields)
+    assert exc.value.field == bad
+
+
+def test_intent_that_is_not_a_mapping_is_invalid():
+    with pytest.raises(InvalidIntent, match="expected a dict"):
+        OrderIntent.of(["AAPL"])  # type: ignore[arg-type]
+
+
+@given(st.dictionaries(st.sampled_from(["symbol", "side", "quantity", "notional", "order_type",
+                                        "limit_price", "stop_price", "time_in_force", "x"]),
+                       st.one_of(st.none(), st.text(max_size=5), st.integers(-5, 5),
+                                 st.floats(allow_nan=True), st.booleans())))
+def test_any_input_builds_an_intent_or_raises_invalid_intent(raw):
+    try:
+        intent = OrderIntent.of(raw)
+    except InvalidIntent as exc:
+        assert exc.field
+    else:
+        assert (intent.quantity is None) != (intent.notional is None)
+
+
+def test_instrument_keys_are_canonical():
+    assert Instrument.equity("aapl").key == "STK:AAPL"
+    assert Instrument.equity("VOD", "GBP", "LSE").key == "STK:VOD@LSE"
+    assert Instrument.fx("eur", "usd").key == "CASH:EUR.USD"
+    assert Instrument.crypto("btc").key == "CRYPTO:BTC/USD"
+    opt = Instrument.option("AAPL", date(2026, 12, 18), 150, "C")
+    assert opt.key == "OPT:AAPL  261218C00150000"
+    fut = Instrument.future("ESZ6", "ES", date(2026, 12, 18), multiplier=50)
+    assert fut.key == "FUT:ESZ6"
+
+
+@pytest.mark.parametrize("key", ["STK:AAPL", "STK:VOD@LSE", "CASH:EUR.USD", "CRYPTO:BTC/USD",
+                                 "OPT:AAPL  261218C00150000", "FUT:ESZ6"])
+def test_instrument_key_round_trips(key):
+    assert Instrument.parse_key(key).key == key
+
+
+def test_bad_instrument_key_is_explained():
+    with pytest.raises(ValueError, match="not an instrument key"):
+        Instrument.parse_key("AAPL")
+
+
+def test_asset_class_aliases():
+    assert AssetClass.parse("Stock") is AssetClass.EQUITY
+    assert AssetClass.parse("forex") is AssetClass.FX
+
+
+def test_order_result_reads_as_mapping_and_attributes():
+    r = OrderResult(OrderStatus.REJECTED, reason="halted", violations=(
+        Violation("TRADING_HALTED", "trading is halted"),))
+    assert r["status"] == "REJECTED" and r.status is OrderStatus.REJECTED
+    assert r["reason"] == r.reason == "halted"
+    assert r["order_id"] is None
+    assert r["violations"] == [{"code": "TRADING_HALTED", "message": "trading is halted"}]
+    assert dict(r)["status"] == "REJECTED" and not r.ok and r.codes == ["TRADING_HALTED"]
+    with pytest.raises(KeyError):
+        r["nope"]
