@@ -35,6 +35,7 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "COMMON_OPTIONS",
     "CONNECTION_TYPES",
     "ConnectionConfig",
     "Settings",
@@ -54,6 +55,10 @@ CONNECTION_TYPES: dict[str, str] = {
     "tradestation": "brokerkit.adapters.tradestation:TradeStationAdapter",
     "statements": "brokerkit.adapters.statements:StatementsAdapter",
 }
+
+#: Connection options every adapter accepts, read by brokerkit itself rather than the adapter:
+#: `rate_limit` overrides the client-side rate-limit preset (`execution.ratelimit`).
+COMMON_OPTIONS = frozenset({"rate_limit"})
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _CCY = re.compile(r"[A-Z]{3}")

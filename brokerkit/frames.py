@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from .errors import SchemaError
@@ -201,16 +202,53 @@ def make(schema: Schema | str, rows: Iterable[Mapping[str, Any]] | pd.DataFrame 
     """A frame of `schema` from records or a frame; missing columns are NaN/None, extra keys
     are dropped, `constants` fill a column for every row (e.g. `connection='paper'`)."""
     sch = SCHEMAS[schema] if isinstance(schema, str) else schema
-    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    for name, value in constants.items():
-        df[name] = value
-    out = {}
-    n = len(df)
+    if isinstance(rows, pd.DataFrame):
+        df = rows.copy()
+        for name, value in constants.items():
+            df[name] = value
+        n = len(df)
+        out = {}
+        for col in sch.columns:
+            s = df[col.name] if col.name in df else pd.Series([None] * n, index=df.index,
+                                                            dtype=object)
+            out[col.name] = _coerce(s, col.kind).array
+        return pd.DataFrame(out, columns=sch.names)
+    records = rows if isinstance(rows, list | tuple) else list(rows)
+    n = len(records)
+    data: dict[str, Any] = {}
     for col in sch.columns:
-        s = df[col.name] if col.name in df else pd.Series([None] * n, index=df.index,
-                                                        dtype=object)
-        out[col.name] = _coerce(s, col.kind)
-    return pd.DataFrame(out, columns=sch.names).reset_index(drop=True)
+        if col.name in constants:
+            data[col.name] = _constant(constants[col.name], col.kind, n)
+        else:
+            data[col.name] = _column([r.get(col.name) for r in records], col.kind)
+    return pd.DataFrame(data, columns=sch.names)
+
+
+def _constant(value: Any, kind: Kind, n: int) -> Any:
+    if kind in ("time", "date"):
+        return _column([value] * n, kind)
+    if kind == "float":
+        return np.full(n, np.nan if value is None else float(value), dtype="float64")
+    if kind == "bool":
+        return np.full(n, bool(value), dtype=bool)
+    out = np.empty(n, dtype=object)
+    out[:] = [value] * n if n else []
+    return out
+
+
+def _column(values: list[Any], kind: Kind) -> Any:
+    """One column from Python values, straight to its final dtype (the hot path of every
+    adapter: no per-cell pandas inference)."""
+    if kind == "str":
+        out = np.empty(len(values), dtype=object)
+        out[:] = [None if v is None or v != v else v for v in values] if values else []
+        return out
+    if kind == "float":
+        return np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
+    if kind == "bool":
+        return np.array([bool(v) if v is not None and v == v else False for v in values],
+                        dtype=bool)
+    return _coerce(pd.Series(values, dtype=object), kind).array
 
 
 def empty(schema: Schema | str) -> pd.DataFrame:

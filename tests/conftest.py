@@ -24,6 +24,26 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(home)
 
 
+@pytest.fixture(autouse=True)
+def _no_real_keyring():
+    """Tests never read or write the developer's real keyring: keyring's `fail` backend is in
+    force (so the secret chain skips it) unless a test installs its own."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        yield
+        return
+    from brokerkit.secrets import reset_secret_store
+
+    old = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    reset_secret_store()
+    yield
+    keyring.set_keyring(old)
+    reset_secret_store()
+
+
 # --- the book: `book_url` over SQLite and PostgreSQL, and an open `book` ------------------
 # (owned by the book; execution and post-trade tests reuse these fixtures)
 

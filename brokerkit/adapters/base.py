@@ -12,7 +12,7 @@ close_async            yes        None; idempotent
 balances_async         yes        `frames.BALANCES`
 positions_async        yes        `frames.POSITIONS`
 orders_async           yes        `frames.ORDERS` (open and recent)
-fills_async            yes        `frames.FILLS`
+fills_async            yes        `frames.FILLS`, those executed at or after `since` if given
 quotes_async           yes        `frames.QUOTES` for the given symbols
 instruments_async      yes        `frames.INSTRUMENTS` for the given symbols
 account_types_async    trading    {account: "cash" | "margin"}; {} when the broker won't say
@@ -141,7 +141,9 @@ class Adapter(runtime.Bridged):
     async def orders_async(self) -> pd.DataFrame:
         raise NotImplementedError
 
-    async def fills_async(self) -> pd.DataFrame:
+    async def fills_async(self, since: datetime | None = None) -> pd.DataFrame:
+        """Fills, oldest first; with `since`, only those executed at or after it (an adapter
+        may return more, never fewer: the book drops fills it already holds)."""
         raise NotImplementedError
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
@@ -167,8 +169,8 @@ class Adapter(runtime.Bridged):
     def orders(self) -> pd.DataFrame:
         return runtime.run(self.orders_async())
 
-    def fills(self) -> pd.DataFrame:
-        return runtime.run(self.fills_async())
+    def fills(self, since: datetime | None = None) -> pd.DataFrame:
+        return runtime.run(self.fills_async(since))
 
     def quotes(self, symbols: Sequence[str]) -> pd.DataFrame:
         return runtime.run(self.quotes_async(symbols))

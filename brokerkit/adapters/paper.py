@@ -23,9 +23,11 @@ drops before the answer arrives; `lookup` by client order id then finds it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import frames
+from ..config import COMMON_OPTIONS
 from ..errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
 from ..model import AssetClass, OrderIntent, OrderType
 from .base import Adapter, BrokerOrder, Capabilities
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PaperAdapter"]
 
-_OPTIONS = {"broker", "seed", "latency_ms", "fail_connect", "faults"}
+_OPTIONS = {"broker", "seed", "latency_ms", "fail_connect", "faults"} | COMMON_OPTIONS
 
 
 def _num(value: Any) -> float:
@@ -187,8 +189,8 @@ class PaperAdapter(Adapter):
         rows = [self._order_row(o) for o in broker.orders(self._accounts)]
         return frames.make(frames.ORDERS, rows, connection=self.name)
 
-    async def fills_async(self) -> pd.DataFrame:
-        """Every fill of the connection's accounts, oldest first."""
+    async def fills_async(self, since: datetime | None = None) -> pd.DataFrame:
+        """Fills of the connection's accounts, oldest first (at or after `since` if given)."""
         broker = await self._enter("fills")
         rows = [{"account": f.account, "fill_id": f.fill_id, "order_id": f.order_id,
                  "client_order_id": f.client_order_id, "instrument": f.key, "symbol": f.symbol,
@@ -196,7 +198,7 @@ class PaperAdapter(Adapter):
                  "side": f.side.value, "quantity": float(f.quantity), "price": float(f.price),
                  "fee": float(f.fee), "fee_currency": f.fee_currency, "currency": f.currency,
                  "executed_at": f.executed_at, "trade_date": f.trade_date,
-                 "settle_date": f.settle_date} for f in broker.fills(self._accounts)]
+                 "settle_date": f.settle_date} for f in broker.fills(self._accounts, since)]
         return frames.make(frames.FILLS, rows, connection=self.name)
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:

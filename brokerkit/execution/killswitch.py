@@ -57,6 +57,14 @@ class StateView:
         return cls(book_state.state, book_state.reason, book_state.actor,
                    book_state.changed_at, book_state.version)
 
+    @classmethod
+    def of_view(cls, view: StateView) -> StateView:
+        """`view` with the environment applied again (it may have changed since)."""
+        if env_halted() and not view.forced_by_env:
+            return cls("HALTED", f"{ENV_VAR} is set in the environment", "environment",
+                       view.changed_at, view.version, True)
+        return view
+
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "actor": self.actor,
                 "changed_at": self.changed_at.isoformat() if self.changed_at else None,

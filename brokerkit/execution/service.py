@@ -24,16 +24,18 @@ pipeline's own cost per order is local work plus one journal write and one updat
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import runtime
 from ..adapters import Adapter, BrokerOrder
@@ -46,7 +48,6 @@ from .risk import CheckContext, DuplicateDetector, InstrumentFacts, intent_finge
 from .routing import Route, RouteTarget, RoutingTable, parse_routing, route
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from ..book import Book
     from ..service import BrokerageService
@@ -55,18 +56,28 @@ __all__ = ["ExecutionService", "Preview", "get_execution_service", "new_client_o
            "reset_execution_service"]
 
 log = logging.getLogger("brokerkit.execution")
+T = TypeVar("T")
 
 #: Seconds cached positions and balances stay fresh (own fills adjust them in between).
 STATE_TTL = 5.0
-#: Seconds a cached quote stays fresh.
+#: Seconds a cached quote is used as is; up to QUOTE_STALE it is used while a fresh one is
+#: fetched in the background; older, the order waits for a fresh quote.
 QUOTE_TTL = 1.0
+QUOTE_STALE = 5.0
 #: Seconds cached instrument facts and market hours stay fresh.
 FACTS_TTL = 600.0
 HOURS_TTL = 30.0
+#: Seconds the trading state read for the checks is reused (the journal always re-reads it).
+STATE_CHECK_TTL = 0.5
 #: Seconds a submit may take before its outcome is looked up instead.
 SUBMIT_TIMEOUT = 15.0
 #: Waits between lookups of an order whose submit outcome is unknown.
 LOOKUP_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+#: Seconds to wait after a fill before pulling the connection's fills into the book, so a
+#: burst of orders costs one pull.
+FILL_SYNC_DELAY = 1.0
+#: How far before the newest fill already seen a pull starts again (late execution reports).
+FILL_LOOKBACK = timedelta(minutes=2)
 #: Journal rows younger than this are left to the process that is sending them.
 RECOVER_MIN_AGE = 10.0
 
@@ -126,13 +137,15 @@ class Preview(Mapping[str, Any]):
 class _Cache:
     """Cached broker state for one connection."""
 
-    positions: pd.DataFrame | None = None
-    balances: pd.DataFrame | None = None
+    positions: dict[tuple[str, str], Decimal] | None = None  # (account, instrument) -> qty
+    balances: dict[str, list[tuple[str, float]]] | None = None  # account -> (ccy, bp)
+    exposure: Decimal | None = None  # gross |market value| in the base currency (all brokers)
     state_at: float = -math.inf
     account_types: dict[str, str] | None = None
     facts: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     quotes: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     hours: dict[str, tuple[float, bool | None]] = field(default_factory=dict)
+    refreshing: set[str] = field(default_factory=set)  # quotes being fetched in background
     #: own fills since the last refresh: (account, instrument) -> signed quantity
     deltas: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     spent: dict[str, Decimal] = field(default_factory=dict)  # account -> cash committed
@@ -182,6 +195,11 @@ class ExecutionService(runtime.Bridged):
         self._limiters: dict[str, RateLimiter] = {}
         self._caches: dict[str, _Cache] = {}
         self._fill_syncs: dict[str, asyncio.Task[int]] = {}
+        self._fills_seen: dict[str, datetime] = {}
+        self._fill_ids: dict[str, set[str]] = {}  # fills already in the book, per connection
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="brokerkit-book")
+        self._state_view: StateView | None = None
+        self._state_at = -math.inf
 
     def __repr__(self) -> str:
         return f"<ExecutionService connections={self.brokerage.connections} book={self.book!r}>"
@@ -244,7 +262,7 @@ class ExecutionService(runtime.Bridged):
 
     async def cancel_async(self, client_order_id: str) -> OrderResult:
         """Cancel a journaled order by its client order id (never blocked by the kill switch)."""
-        row = await asyncio.to_thread(self.book.get_order, client_order_id)
+        row = await self._db(self.book.get_order, client_order_id)
         if row is None:
             return OrderResult(OrderStatus.ERROR, reason=f"no journaled order {client_order_id}",
                                client_order_id=client_order_id)
@@ -257,9 +275,9 @@ class ExecutionService(runtime.Bridged):
                                    reason="the broker has no such order to cancel")
             order_id = found.order_id
         ack = await adapter.cancel_async(str(order_id))
-        await asyncio.to_thread(self.book.update_order, client_order_id,
+        await self._db(self.book.update_order, client_order_id,
                                 status=ack.status.value, reason=ack.reason or "canceled")
-        await asyncio.to_thread(self.book.audit, "cancel_order", client_order_id,
+        await self._db(self.book.audit, "cancel_order", client_order_id,
                                 {"order_id": order_id}, ack.status.value)
         return _result(ack, row["connection"], row["account"], row["symbol"], row["side"],
                        _f(row["quantity"]))
@@ -267,20 +285,40 @@ class ExecutionService(runtime.Bridged):
     def cancel(self, client_order_id: str) -> OrderResult:
         return runtime.run(self.cancel_async(client_order_id))
 
+    async def close_async(self) -> None:
+        """Finish pending fill pulls and stop the book thread (the brokerage stays open)."""
+        pending = [t for t in self._fill_syncs.values() if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._db_thread.shutdown(wait=True)
+
+    def close(self) -> None:
+        runtime.run(self.close_async())
+
     def state(self) -> StateView:
         """The trading state in force (the kill switch)."""
         return self.killswitch.state()
 
     async def sync_fills_async(self, connection: str | None = None) -> int:
         """Pull fills from trading connections into the book; returns how many were new.
-        Idempotent: fills already recorded are skipped, so nothing is ever counted twice."""
+        Idempotent: fills already recorded are skipped, so nothing is ever counted twice.
+        After the first pull of a connection, only fills since the last one seen (less a
+        margin for late reports) are asked for."""
         names = [connection] if connection else self._trading_connections()
         new = 0
         for name in names:
             adapter = await self.brokerage.connected_adapter_async(name)
-            fills = await adapter.fills_async()
-            if len(fills):
-                new += await asyncio.to_thread(self.book.record_fills, fills)
+            since = self._fills_seen.get(name)
+            fills = await adapter.fills_async(None if since is None else since - FILL_LOOKBACK)
+            seen = self._fill_ids.setdefault(name, set())
+            fresh = fills[~fills["fill_id"].isin(seen)] if seen else fills
+            if len(fresh):
+                new += await self._db(self.book.record_fills, fresh)
+                seen.update(fresh["fill_id"])
+                latest = fresh["executed_at"].max()
+                if latest == latest and (since is None or latest > since):
+                    self._fills_seen[name] = latest.to_pydatetime()
         return new
 
     def sync_fills(self, connection: str | None = None) -> int:
@@ -289,7 +327,7 @@ class ExecutionService(runtime.Bridged):
     async def recover_async(self, min_age: float = RECOVER_MIN_AGE) -> list[OrderResult]:
         """Resolve journal rows left JOURNALED, SENT or UNCERTAIN (a crash, a timeout) by
         looking each up at its broker by client order id; never by sending it again."""
-        rows = await asyncio.to_thread(self.book.unresolved_orders)
+        rows = await self._db(self.book.unresolved_orders)
         now = datetime.now(UTC)
         out: list[OrderResult] = []
         for row in rows:
@@ -326,7 +364,7 @@ class ExecutionService(runtime.Bridged):
         facts_row, quote, hours, (positions, balances), types, state = await asyncio.gather(
             self._facts(cache, adapter, intent.symbol), self._quote(cache, adapter, intent.symbol),
             self._hours(cache, adapter, intent.symbol), self._state(cache, adapter),
-            self._account_types(cache, adapter), asyncio.to_thread(self.killswitch.state))
+            self._account_types(cache, adapter), self._trading_state())
         ac = chosen.asset_class
         if facts_row is not None:
             ac = intent.asset_class or AssetClass.parse(facts_row["asset_class"])
@@ -373,12 +411,12 @@ class ExecutionService(runtime.Bridged):
         from ..book import DuplicateClientOrderId, TradingBlocked
 
         try:
-            await asyncio.to_thread(self.book.journal_order, row, self._guard(ctx))
+            await self._db(self.book.journal_order, row, self._guard(ctx))
         except TradingBlocked as exc:
             code = "TRADING_HALTED" if exc.state.halted or "HALTED" in exc.reason \
                 else "REDUCE_ONLY_WOULD_INCREASE_POSITION"
             v = Violation(code, exc.reason)
-            await asyncio.to_thread(self.book.update_order, coid, violations=[v.to_dict()])
+            await self._db(self.book.update_order, coid, violations=[v.to_dict()])
             return self._result_rejected(intent, ctx, (v,), coid)
         except DuplicateClientOrderId:
             v = Violation("DUPLICATE_INTENT", f"client order id {coid} was already used")
@@ -389,24 +427,26 @@ class ExecutionService(runtime.Bridged):
             await limiter.acquire()
         elif not limiter.try_acquire():
             v = Violation("RATE_LIMIT_EXCEEDED", f"{limiter} reached")
-            await asyncio.to_thread(self.book.update_order, coid, status="REJECTED",
+            await self._db(self.book.update_order, coid, status="REJECTED",
                                     reason=v.message, violations=[v.to_dict()])
             return self._result_rejected(intent, ctx, (v,), coid)
         self._duplicates.remember(intent_fingerprint(intent, ctx.connection, ctx.account))
-        await asyncio.to_thread(self.book.mark_sent, coid)
+        # The journal row is committed (JOURNALED): from here the broker may have the order,
+        # and recovery finds it by client order id. The acknowledgement records `sent_at`.
+        sent_at = datetime.now(UTC)
         try:
             ack = await asyncio.wait_for(order.adapter.submit_async(sent, coid), SUBMIT_TIMEOUT)
         except (SubmitUncertain, TimeoutError, ConnectionError, AdapterError, OSError) as exc:
             why = str(exc) or type(exc).__name__
             log.warning("submit of %s to %s uncertain (%s): looking it up", coid,
                         ctx.connection, why)
-            await asyncio.to_thread(self.book.update_order, coid, status="UNCERTAIN",
-                                    reason=why)
+            await self._db(self.book.update_order, coid, status="UNCERTAIN",
+                                    reason=why, sent_at=sent_at)
             found = await self._lookup(order.adapter, coid)
             if found is None:
                 return await self._unresolved(coid, ctx, intent, why, order.adapter)
             ack = found
-        await self._record(coid, ack, order)
+        await self._record(coid, ack, order, sent_at)
         return _result(ack, ctx.connection, ctx.account, intent.symbol, intent.side.value,
                        _f(ctx.quantity) if intent.quantity is None else float(intent.quantity))
 
@@ -441,20 +481,21 @@ class ExecutionService(runtime.Bridged):
                           adapter: Adapter) -> OrderResult:
         """The broker answered a lookup and has no such order: it was never placed."""
         reason = f"submit failed ({why}) and {ctx.connection} has no order {coid}: not placed"
-        await asyncio.to_thread(self.book.update_order, coid, status="ERROR", reason=reason)
+        await self._db(self.book.update_order, coid, status="ERROR", reason=reason)
         return OrderResult(OrderStatus.ERROR, reason=reason, client_order_id=coid,
                            connection=ctx.connection, account=ctx.account,
                            symbol=intent.symbol, side=intent.side.value,
                            quantity=_f(intent.quantity))
 
-    async def _record(self, coid: str, ack: BrokerOrder, order: _Order) -> None:
-        fields: dict[str, Any] = {"status": ack.status.value,
+    async def _record(self, coid: str, ack: BrokerOrder, order: _Order,
+                      sent_at: datetime | None = None) -> None:
+        fields: dict[str, Any] = {"status": ack.status.value, "sent_at": sent_at,
                                   "broker_order_id": ack.order_id,
                                   "filled_quantity": ack.filled_quantity,
                                   "avg_fill_price": ack.avg_fill_price}
         if ack.reason:
             fields["reason"] = ack.reason
-        await asyncio.to_thread(self.book.update_order, coid, **fields)
+        await self._db(self.book.update_order, coid, **fields)
         if ack.filled_quantity:
             cache = self._cache(order.ctx.connection)
             key = (order.ctx.account, order.instrument)
@@ -472,7 +513,7 @@ class ExecutionService(runtime.Bridged):
             self._fill_syncs[connection] = asyncio.create_task(self._fill_sync(connection))
 
     async def _fill_sync(self, connection: str) -> int:
-        await asyncio.sleep(0.05)  # let a burst of fills arrive, then pull them once
+        await asyncio.sleep(FILL_SYNC_DELAY)  # let a burst of fills arrive, then pull once
         try:
             return await self.sync_fills_async(connection)
         except Exception as exc:  # retried on the next fill or by an explicit sync
@@ -488,19 +529,18 @@ class ExecutionService(runtime.Bridged):
             return OrderResult(OrderStatus.ERROR, client_order_id=coid, connection=name,
                                reason=f"still unresolved: {exc}")
         if found is None:
-            never = row["status"] == "JOURNALED"
-            reason = ("journaled but never sent (the process stopped before submit)" if never
-                      else f"{name} has no order {coid}: it was not placed")
-            await asyncio.to_thread(self.book.update_order, coid, status="ERROR", reason=reason)
-            await asyncio.to_thread(self.book.audit, "recover_order", coid, {"found": False},
+            reason = f"{name} has no order {coid}: it was not placed (the process stopped " \
+                     f"before or while sending it)"
+            await self._db(self.book.update_order, coid, status="ERROR", reason=reason)
+            await self._db(self.book.audit, "recover_order", coid, {"found": False},
                                     "ERROR")
             return OrderResult(OrderStatus.ERROR, client_order_id=coid, connection=name,
                                account=row["account"], symbol=row["symbol"], reason=reason)
-        await asyncio.to_thread(self.book.update_order, coid, status=found.status.value,
+        await self._db(self.book.update_order, coid, status=found.status.value,
                                 broker_order_id=found.order_id,
                                 filled_quantity=found.filled_quantity,
                                 avg_fill_price=found.avg_fill_price)
-        await asyncio.to_thread(self.book.audit, "recover_order", coid,
+        await self._db(self.book.audit, "recover_order", coid,
                                 {"found": True, "order_id": found.order_id},
                                 found.status.value)
         if found.filled_quantity:
@@ -513,14 +553,14 @@ class ExecutionService(runtime.Bridged):
                               exc: InvalidIntent) -> OrderResult:
         v = Violation("INVALID_INTENT", str(exc))
         raw = {**(intent if isinstance(intent, Mapping) else {}), **kwargs}
-        await asyncio.to_thread(self.book.audit, "place_order", str(raw.get("symbol", "")),
+        await self._db(self.book.audit, "place_order", str(raw.get("symbol", "")),
                                 {"intent": {k: str(v) for k, v in raw.items()},
                                  "violations": [v.to_dict()]}, "REJECTED")
         return OrderResult(OrderStatus.REJECTED, reason=_reason([v]), violations=(v,),
                            symbol=str(raw["symbol"]) if raw.get("symbol") else None)
 
     async def _rejected_unrouted(self, intent: OrderIntent, v: Violation) -> OrderResult:
-        await asyncio.to_thread(self.book.audit, "place_order", intent.symbol,
+        await self._db(self.book.audit, "place_order", intent.symbol,
                                 {"intent": intent.to_dict(), "violations": [v.to_dict()]},
                                 "REJECTED")
         return OrderResult(OrderStatus.REJECTED, reason=_reason([v]), violations=(v,),
@@ -529,7 +569,7 @@ class ExecutionService(runtime.Bridged):
 
     async def _reject(self, order: _Order) -> OrderResult:
         ctx = order.ctx
-        await asyncio.to_thread(self.book.audit, "place_order", order.intent.symbol,
+        await self._db(self.book.audit, "place_order", order.intent.symbol,
                                 {"intent": order.intent.to_dict(), "connection": ctx.connection,
                                  "account": ctx.account,
                                  "violations": [v.to_dict() for v in order.violations]},
@@ -544,7 +584,24 @@ class ExecutionService(runtime.Bridged):
                            connection=ctx.connection, account=ctx.account, symbol=intent.symbol,
                            side=intent.side.value, quantity=_f(ctx.quantity))
 
+    # -- the book ---------------------------------------------------------------------------
+    def _db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Run a book call on the service's own database thread: off the event loop, and
+        always on the same thread, so its pooled connection stays warm."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
+
     # -- cached broker state ----------------------------------------------------------------
+    async def _trading_state(self) -> StateView:
+        """The trading state for the checks, re-read at most every STATE_CHECK_TTL seconds.
+        It only words the violations: the journal re-reads the state in the transaction that
+        writes the order, so a halt from any process stops the very next order."""
+        now = time.monotonic()
+        if self._state_view is None or now - self._state_at >= STATE_CHECK_TTL:
+            self._state_view = await self._db(self.killswitch.state)
+            self._state_at = now
+        return StateView.of_view(self._state_view)
+
     def _targets(self) -> dict[str, RouteTarget]:
         out = {}
         for name in self.brokerage.connections:
@@ -581,7 +638,10 @@ class ExecutionService(runtime.Bridged):
         return limiter
 
     async def _state(self, cache: _Cache, adapter: Adapter
-                     ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+                     ) -> tuple[dict[tuple[str, str], Decimal] | None,
+                                dict[str, list[tuple[str, float]]] | None]:
+        """Positions and buying power of the connection, indexed for O(1) lookups; refreshed
+        every STATE_TTL seconds (own fills adjust them in between)."""
         if time.monotonic() - cache.state_at < STATE_TTL:
             return cache.positions, cache.balances
         async with cache.lock:
@@ -592,7 +652,16 @@ class ExecutionService(runtime.Bridged):
                 except Exception as exc:  # unknown state: the checks will say so
                     log.warning("reading state of %s failed: %s", adapter.name, exc)
                     return None, None
-                cache.positions, cache.balances = pos, bal
+                held: dict[tuple[str, str], Decimal] = {}
+                for acct, inst, qty in zip(pos["account"], pos["instrument"], pos["quantity"],
+                                           strict=True):
+                    held[(acct, inst)] = held.get((acct, inst), Decimal(0)) + _d(qty)  # type: ignore[operator]
+                power: dict[str, list[tuple[str, float]]] = {}
+                for acct, ccy, bp in zip(bal["account"], bal["currency"], bal["buying_power"],
+                                         strict=True):
+                    if bp == bp:  # NaN: the broker did not say
+                        power.setdefault(acct, []).append((ccy, float(bp)))
+                cache.positions, cache.balances = held, power
                 cache.deltas.clear()
                 cache.spent.clear()
                 cache.state_at = time.monotonic()
@@ -622,9 +691,22 @@ class ExecutionService(runtime.Bridged):
 
     async def _quote(self, cache: _Cache, adapter: Adapter, symbol: str
                      ) -> dict[str, Any] | None:
+        """The latest quote: fetched when older than QUOTE_STALE; between QUOTE_TTL and
+        QUOTE_STALE the cached one is used while a fresh one is fetched in the background."""
         hit = cache.quotes.get(symbol)
-        if hit is not None and time.monotonic() - hit[0] < QUOTE_TTL:
-            return hit[1]
+        age = math.inf if hit is None else time.monotonic() - hit[0]
+        if age < QUOTE_TTL:
+            return hit[1]  # type: ignore[index]
+        if age < QUOTE_STALE:
+            if symbol not in cache.refreshing:
+                cache.refreshing.add(symbol)
+                task = asyncio.ensure_future(self._fetch_quote(cache, adapter, symbol))
+                task.add_done_callback(lambda _t: cache.refreshing.discard(symbol))
+            return hit[1]  # type: ignore[index]
+        return await self._fetch_quote(cache, adapter, symbol)
+
+    async def _fetch_quote(self, cache: _Cache, adapter: Adapter, symbol: str
+                           ) -> dict[str, Any] | None:
         try:
             df = await adapter.quotes_async([symbol])
         except Exception as exc:
@@ -646,43 +728,37 @@ class ExecutionService(runtime.Bridged):
         return is_open
 
     @staticmethod
-    def _position(cache: _Cache, positions: pd.DataFrame | None, account: str,
-                  instrument: str) -> Decimal | None:
+    def _position(cache: _Cache, positions: dict[tuple[str, str], Decimal] | None,
+                  account: str, instrument: str) -> Decimal | None:
         if positions is None:
             return None
-        rows = positions[(positions["account"] == account)
-                         & (positions["instrument"] == instrument)]
-        qty = Decimal(repr(float(rows["quantity"].sum()))) if len(rows) else Decimal(0)
-        return qty + cache.deltas.get((account, instrument), Decimal(0))
+        key = (account, instrument)
+        return positions.get(key, Decimal(0)) + cache.deltas.get(key, Decimal(0))
 
-    def _buying_power(self, cache: _Cache, balances: pd.DataFrame | None, account: str,
-                      currency: str) -> Decimal | None:
+    def _buying_power(self, cache: _Cache, balances: dict[str, list[tuple[str, float]]] | None,
+                      account: str, currency: str) -> Decimal | None:
         """The account's buying power in `currency` (rows in other currencies converted),
         less what this service's own fills spent since the last refresh."""
-        if balances is None:
+        if balances is None or account not in balances:
             return None
-        rows = balances[balances["account"] == account]
-        if not len(rows):
+        try:
+            total = sum(bp * self.brokerage.fx.rate(ccy, currency)
+                        for ccy, bp in balances[account])
+        except Exception:
             return None
-        total = 0.0
-        for ccy, bp in zip(rows["currency"], rows["buying_power"], strict=True):
-            if bp != bp:  # NaN: the broker did not say
-                continue
-            try:
-                total += float(bp) * self.brokerage.fx.rate(ccy, currency)
-            except Exception:
-                return None
         return Decimal(repr(total)) - cache.spent.get(account, Decimal(0))
 
     async def _gross_exposure(self) -> Decimal | None:
+        """Sum of |market value| of every position at every connection, in the base
+        currency; None when any connection could not be read (unknown is not zero)."""
         cache = self._cache("*")
         if time.monotonic() - cache.state_at >= STATE_TTL:
             df = await self.brokerage.positions_async()
             if df.attrs.get("errors"):
                 return None
-            cache.positions, cache.state_at = df, time.monotonic()
-        assert cache.positions is not None
-        return Decimal(repr(float(cache.positions["market_value_base"].abs().sum())))
+            cache.exposure = _d(df["market_value_base"].abs().sum())
+            cache.state_at = time.monotonic()
+        return cache.exposure
 
 
 def _f(value: Decimal | float | None) -> float | None:

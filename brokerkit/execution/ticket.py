@@ -103,8 +103,8 @@ class OrderTicket(param.Parameterized):
         finally:
             self.busy = False
         if self.intent() == intent:  # not edited while we waited
+            self._previewed = intent  # before the result: watchers read can_confirm
             self.preview_result = preview
-            self._previewed = intent
         return preview
 
     async def confirm_async(self) -> OrderResult:

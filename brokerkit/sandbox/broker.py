@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -279,10 +279,13 @@ class PaperBroker:
         wanted = self._wanted(accounts)
         return [o for o in self._orders.values() if o.account in wanted]
 
-    def fills(self, accounts: Iterable[str] | None = None) -> list[Fill]:
-        """Every fill of `accounts` (default all), oldest first."""
+    def fills(self, accounts: Iterable[str] | None = None, since: datetime | None = None
+              ) -> list[Fill]:
+        """Every fill of `accounts` (default all), oldest first; with `since`, only those
+        executed at or after it."""
         wanted = self._wanted(accounts)
-        return [f for f in self._fills if f.account in wanted]
+        return [f for f in self._fills if f.account in wanted
+                and (since is None or f.executed_at >= since)]
 
     def process(self) -> list[Fill]:
         """Match open orders at the clock's now and settle what is due; returns new fills."""

@@ -72,12 +72,12 @@ class TicketView(pn.viewable.Viewer):
             show_name=False, widgets={"side": pn.widgets.RadioButtonGroup,
                                       "order_type": pn.widgets.Select})
         self._preview_btn = pn.widgets.Button(label="Preview", color="primary",
-                                              name="ticket-preview")
+                                              css_classes=["btn-preview"])
         self._place_btn = pn.widgets.Button(label="Place order", color="success",
-                                            name="ticket-place", disabled=True)
+                                            css_classes=["btn-place"], disabled=True)
         self._confirm_btn = pn.widgets.Button(label="Confirm", color="danger",
-                                              name="ticket-confirm")
-        self._cancel_btn = pn.widgets.Button(label="Cancel", name="ticket-cancel")
+                                              css_classes=["btn-confirm"])
+        self._cancel_btn = pn.widgets.Button(label="Cancel", css_classes=["btn-cancel"])
         self._prompt = pn.pane.Markdown("")
         self._confirm_row = pn.Column(self._prompt, pn.Row(self._confirm_btn, self._cancel_btn),
                                       visible=False, css_classes=["ticket-confirm"])

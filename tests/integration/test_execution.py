@@ -269,7 +269,7 @@ def test_crash_between_journal_and_ack_is_recovered_on_start(book_url):
         results = {r.client_order_id: r for r in fresh.recover(min_age=0)}
         assert results[coid].status is OrderStatus.FILLED
         assert results[never_sent].status is OrderStatus.ERROR
-        assert "never sent" in results[never_sent].reason
+        assert "was not placed" in results[never_sent].reason
         assert len(broker.orders()) == count
         assert fresh.book.unresolved_orders() == []
     finally:
