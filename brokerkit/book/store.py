@@ -820,6 +820,92 @@ class Book:
                 }, f"adopted {len(rows)} positions", actor, now)
         return written
 
+    def correct_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],
+                          actor: str | None, reason: str) -> int:
+        """Set the book's position of each given (connection, account, instrument) to the row's
+        quantity and average cost (0 removes it), leaving every other position alone; one audit
+        row per correction with the book's value before. Returns the number corrected."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"correct_positions needs a reason for the audit log, got "
+                             f"{reason!r}")
+        actor = actor or current_actor()
+        now = _now()
+        p = t.book_positions.c
+        done = 0
+        with self.begin(lock="positions") as conn:
+            for i, row in enumerate(_records(positions)):
+                what = f"correction row {i} ({row.get('instrument')!r})"
+                values = _clean(t.book_positions, row, what)
+                _require(values, ("connection", "instrument"), what)
+                if values.get("quantity") is None:
+                    raise SchemaError(f"{what}: 'quantity' is required")
+                values["account"] = values.get("account") or ""
+                where = (p.connection == values["connection"], p.account == values["account"],
+                         p.instrument == values["instrument"])
+                before = conn.execute(sa.select(p.quantity, p.avg_cost).where(*where)).first()
+                conn.execute(t.book_positions.delete().where(*where))
+                if values["quantity"] != 0:
+                    values.update(updated_at=now, source="correction")
+                    conn.execute(t.book_positions.insert(),
+                                 dict.fromkeys(_CONVERT["book_positions"]) | values)
+                self._audit(conn, "correct_position",
+                            f"{values['connection']}/{values['account']}/{values['instrument']}",
+                            {"reason": reason,
+                             "before": None if before is None else
+                             {"quantity": before.quantity, "avg_cost": before.avg_cost},
+                             "after": {"quantity": values["quantity"],
+                                       "avg_cost": values.get("avg_cost")}},
+                            "corrected", actor, now)
+                done += 1
+        return done
+
+    # -- reconciliation runs -------------------------------------------------------------
+
+    def save_reconciliation(self, rows: pd.DataFrame, *, connections: Iterable[str],
+                            failed: Mapping[str, str] | None = None,
+                            started_at: datetime | None = None, unexplained: int = 0,
+                            actor: str | None = None) -> str:
+        """Store a reconciliation run and its rows (the `post_trade.reconcile` frame) in one
+        transaction; returns the run id."""
+        run_id = uuid.uuid4().hex
+        now = _now()
+        actor = actor or current_actor()
+        counts = {str(k): int(v) for k, v in rows["status"].value_counts().items()} \
+            if len(rows) else {}
+        wanted = [c.name for c in t.reconciliation_rows.columns if c.name not in ("id",
+                                                                                  "run_id")]
+        records = []
+        for rec in rows.reindex(columns=wanted).to_dict("records"):
+            clean = {k: (None if _missing(v) else v) for k, v in rec.items()}
+            for k in ("book_quantity", "broker_quantity", "quantity_diff", "price",
+                      "value_diff"):
+                clean[k] = _to_decimal(clean[k])
+            records.append({"run_id": run_id, **clean})
+        with self.begin() as conn:
+            conn.execute(t.reconciliation_runs.insert().values(
+                run_id=run_id, started_at=started_at or now, finished_at=now, actor=actor,
+                connections=_to_json(sorted(connections)), failed=_to_json(dict(failed or {})),
+                counts=_to_json(counts), unexplained=unexplained))
+            if records:
+                conn.execute(t.reconciliation_rows.insert(), records)
+            self._audit(conn, "reconcile", run_id, {"counts": counts, "failed": failed or {}},
+                        f"{unexplained} unexplained", actor, now)
+        return run_id
+
+    def reconciliation_runs(self, limit: int = 50) -> pd.DataFrame:
+        """The latest runs, newest first (JSON columns as text)."""
+        r = t.reconciliation_runs
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(r).order_by(r.c.started_at.desc()).limit(limit)).all()
+        return _frame(r.columns, rows)
+
+    def reconciliation_rows(self, run_id: str) -> pd.DataFrame:
+        """The rows of one run, in the order they were stored."""
+        r = t.reconciliation_rows
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(r).where(r.c.run_id == run_id).order_by(r.c.id)).all()
+        return _frame(r.columns, rows)
+
     # -- broker position snapshots -------------------------------------------------------
 
     def snapshot_broker_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],

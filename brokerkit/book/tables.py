@@ -27,6 +27,8 @@ __all__ = [
     "fills",
     "metadata",
     "orders",
+    "reconciliation_rows",
+    "reconciliation_runs",
     "trading_state",
     "trading_state_history",
 ]
@@ -202,4 +204,38 @@ audit_log = sa.Table(
     sa.Column("details", sa.Text),  # JSON
     sa.Column("result", sa.String),
     sa.Index(None, "at"),
+)
+
+reconciliation_runs = sa.Table(
+    "reconciliation_runs", metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+    sa.Column("actor", sa.String),
+    sa.Column("connections", sa.Text),  # JSON list of the connections compared
+    sa.Column("failed", sa.Text),  # JSON {connection: error} of connections not read
+    sa.Column("counts", sa.Text),  # JSON {status: rows}
+    sa.Column("unexplained", sa.Integer, nullable=False),
+    sa.Index(None, "started_at"),
+)
+
+reconciliation_rows = sa.Table(
+    "reconciliation_rows", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String, sa.ForeignKey("reconciliation_runs.run_id",
+                                                 ondelete="CASCADE"), nullable=False),
+    sa.Column("connection", sa.String, nullable=False),
+    sa.Column("account", sa.String),
+    sa.Column("instrument", sa.String, nullable=False),
+    sa.Column("symbol", sa.String),
+    sa.Column("asset_class", sa.String),
+    sa.Column("currency", sa.String),
+    sa.Column("book_quantity", _money()),
+    sa.Column("broker_quantity", _money()),
+    sa.Column("quantity_diff", _money()),
+    sa.Column("price", _money()),
+    sa.Column("value_diff", _money()),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("explanation", sa.Text),
+    sa.Index(None, "run_id"),
 )

@@ -431,3 +431,50 @@ def test_audit_rows_carry_the_acting_user(book):
     assert list(audit.actor) == ["bob", "dashboard:ana"]
     assert audit.details.iloc[1] == '{"why": "1.5"}'
     assert str(audit["at"].dtype) == "datetime64[ns, UTC]"
+
+
+# --- reconciliation runs and position corrections (migration 0002) -------------------------
+
+
+def test_reconciliation_run_is_stored_with_its_rows(book):
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        {"connection": "c", "account": "A", "instrument": "STK:AAPL", "symbol": "AAPL",
+         "asset_class": "equity", "currency": "USD", "book_quantity": 10.0,
+         "broker_quantity": 12.0, "quantity_diff": 2.0, "price": 100.0, "value_diff": 200.0,
+         "status": "QUANTITY_BREAK", "explanation": "broker holds 2 more"},
+        {"connection": "c", "account": "A", "instrument": "STK:MSFT", "symbol": "MSFT",
+         "asset_class": "equity", "currency": "USD", "book_quantity": 1.0,
+         "broker_quantity": 1.0, "quantity_diff": 0.0, "price": None, "value_diff": None,
+         "status": "MATCH", "explanation": ""},
+    ])
+    run_id = book.save_reconciliation(rows, connections=["c"], failed={"x": "timed out"},
+                                      unexplained=1, actor="tester")
+    runs = book.reconciliation_runs()
+    assert runs.loc[0, "run_id"] == run_id and runs.loc[0, "unexplained"] == 1
+    assert '"x"' in runs.loc[0, "failed"] and runs.loc[0, "actor"] == "tester"
+    stored = book.reconciliation_rows(run_id)
+    assert list(stored["status"]) == ["QUANTITY_BREAK", "MATCH"]
+    assert stored.loc[0, "quantity_diff"] == 2.0 and pd.isna(stored.loc[1, "price"])
+    assert (book.audit_frame()["action"] == "reconcile").any()
+
+
+def test_correct_positions_touches_only_the_given_instruments_and_audits(book):
+    from decimal import Decimal
+
+    book.adopt_positions([{"connection": "c", "account": "A", "instrument": "STK:AAPL",
+                           "quantity": Decimal(5)},
+                          {"connection": "c", "account": "A", "instrument": "STK:MSFT",
+                           "quantity": Decimal(7)}], "tester", "open the book")
+    n = book.correct_positions([{"connection": "c", "account": "A", "instrument": "STK:AAPL",
+                                 "quantity": Decimal(8), "avg_cost": Decimal("101.5")},
+                                {"connection": "c", "account": "A", "instrument": "STK:TSLA",
+                                 "quantity": Decimal(0)}], "tester", "sync from recon")
+    assert n == 2
+    pos = book.book_positions_frame().set_index("instrument")["quantity"].to_dict()
+    assert pos == {"STK:AAPL": 8.0, "STK:MSFT": 7.0}
+    audits = book.audit_frame()
+    assert (audits["action"] == "correct_position").sum() == 2
+    with pytest.raises(ValueError, match="reason"):
+        book.correct_positions([], "tester", " ")
