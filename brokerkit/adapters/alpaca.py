@@ -13,7 +13,12 @@ sandbox         true: with no `url`, use this process's running Alpaca sandbox s
                 demo keys when no secrets are configured)
 timeout         seconds an HTTP request may take (default 10); a submit that times out raises
                 `SubmitUncertain`
-rate_limit      false, or { requests = N, per_seconds = S }: replaces Alpaca's 200/min
+rate_limit      false, or { requests = N, per_seconds = S }: replaces Alpaca's 200/min as the
+                pipeline's budget for orders (read by `brokerkit.execution`)
+request_limit   false, or N: requests per minute the adapter sends in all (reads, orders,
+                cancels); default: the `rate_limit` windows. With `rate_limit` set under it
+                (e.g. 194 for 200), reads get what orders leave, and beyond that share are
+                served from their last answer
 ==============  ==============================================================================
 
 Secrets (`ConnectionConfig.secrets`): `api_key` and `secret_key`, names in the secret store.
@@ -23,8 +28,9 @@ turned off (`_retry = 0`), and a timeout or dropped connection raises `SubmitUnc
 pipeline looks the order up by client order id. A broker refusal (4xx) comes back as a
 REJECTED `BrokerOrder` with Alpaca's message. Every request first passes the connection's own
 rate limiter (Alpaca's published limit, a little stricter so skew never trips the server);
-under rate pressure, balances and positions are served from their last answer (at most
-`STALE_READ_S` old) rather than spend a request an order needs.
+under rate pressure, balances, positions, fills and the clock are served from their last
+answer (at most `STALE_READ_S` old) rather than spend a request an order needs, and a submit
+that would wait more than `SUBMIT_WAIT_MAX` for a slot is refused unsent.
 
 Alpaca's order rules are data here (`NOTIONAL_ORDER_TYPES`, `FRACTIONAL_ORDER_TYPES`...),
 checked pre-trade by `check_intent` and enforced by the Alpaca sandbox server.
@@ -96,8 +102,10 @@ STALE_READ_S = 60.0
 #: Seconds added to each rate window, so client/server timing skew never trips the server.
 RATE_SKEW_S = 0.5
 DEFAULT_TIMEOUT = 10.0
+#: Longest wait for a request slot before a submit; longer, and it is refused unsent.
+SUBMIT_WAIT_MAX = 5.0
 
-_OPTIONS = {"paper", "url", "data_url", "sandbox", "timeout", "rate_limit"}
+_OPTIONS = {"paper", "url", "data_url", "sandbox", "timeout", "rate_limit", "request_limit"}
 _NY = ZoneInfo("America/New_York")
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 _STATUS: dict[str, OrderStatus] = {
@@ -197,10 +205,9 @@ class AlpacaAdapter(Adapter):
             raise ConfigError(f"secret {missing[0]!r} is not configured",
                               key=f"connections.{config.name}.secrets.{missing[0]}",
                               expected="the name of a secret in the store")
-        from ..execution.ratelimit import limiter_for
-
-        self._limiter = _with_skew(limiter_for("alpaca", opts, name=config.name))
-        self._data_limiter = _with_skew(limiter_for("alpaca", opts, name=config.name))
+        self._limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
+        self._data_limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
+        self._read_limiter = _read_limiter(opts, self._limiter, config.name)
         if config.read_only:
             self.capabilities = Capabilities(
                 trading=False, asset_classes=type(self).capabilities.asset_classes)
@@ -213,7 +220,7 @@ class AlpacaAdapter(Adapter):
         self._coids: dict[str, str] = {}  # order id -> client order id
         self._crypto_symbols: set[str] = set()
         self._cache: dict[str, tuple[float, Any]] = {}  # last answers, for rate pressure
-        self._clock: tuple[float, bool] | None = None  # (valid until, is_open)
+        self._clock: tuple[float, float, bool] | None = None  # fresh until, change, open
 
     @property
     def accounts(self) -> list[str]:
@@ -291,6 +298,8 @@ class AlpacaAdapter(Adapter):
         if self._trading is None:
             raise ConnectionDown(self.name, "not connected; call connect() first")
         await (self._data_limiter if data else self._limiter).acquire(operation=operation)
+        if not data and self._read_limiter is not None:
+            self._read_limiter.try_acquire(operation=operation)  # recorded when it has room
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as exc:
@@ -300,12 +309,16 @@ class AlpacaAdapter(Adapter):
         """A read that, while the rate limit is full, returns its last answer when that is at
         most `STALE_READ_S` old instead of waiting for a request an order needs."""
         hit = self._cache.get(key)
-        if hit is not None and self._limiter.wait_time(operation="read") > 0 \
-                and time.monotonic() - hit[0] < STALE_READ_S:
+        if hit is not None and self._pressed() and time.monotonic() - hit[0] < STALE_READ_S:
             return hit[1]  # type: ignore[no-any-return]
         value = await self._call(fn)
         self._cache[key] = (time.monotonic(), value)
         return value
+
+    def _pressed(self) -> bool:
+        """True when the rate limit, or the reads' share of it, has no room now."""
+        return self._limiter.wait_time(operation="read") > 0 or (
+            self._read_limiter is not None and self._read_limiter.wait_time() > 0)
 
     # -- reads ----------------------------------------------------------------------------
     async def balances_async(self) -> pd.DataFrame:
@@ -355,7 +368,15 @@ class AlpacaAdapter(Adapter):
 
     async def fills_async(self, since: datetime | None = None) -> pd.DataFrame:
         """Every FILL activity (executed at or after `since` if given), from all pages,
-        oldest first."""
+        oldest first. Under rate pressure, the last answer when it covers `since` and is at
+        most `STALE_READ_S` old."""
+        hit = self._cache.get("fills")
+        if hit is not None and self._pressed() and time.monotonic() - hit[0] < STALE_READ_S:
+            cached_since, df = hit[1]
+            if cached_since is None or (since is not None and cached_since <= since):
+                return df if since is None else df[df["executed_at"] >= since] \
+                    .reset_index(drop=True)
+        started = time.monotonic()
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -376,7 +397,9 @@ class AlpacaAdapter(Adapter):
         if any(str(a.get("order_id")) not in self._coids for a in items):
             await self._all_orders()
         rows = [self._fill_row(a) for a in items if a.get("activity_type", "FILL") == "FILL"]
-        return frames.make(frames.FILLS, rows, connection=self.name)
+        df = frames.make(frames.FILLS, rows, connection=self.name)
+        self._cache["fills"] = (started, (since, df))
+        return df
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Latest bid, ask and last trade for `symbols` (stocks, and crypto pairs 'BTC/USD');
@@ -453,17 +476,19 @@ class AlpacaAdapter(Adapter):
 
     async def market_open_async(self, symbol: str) -> bool | None:
         """Whether Alpaca's clock says the market is open (crypto: always); the answer is
-        kept until the next open or close, at most 30 s."""
+        kept for 30 s, and under rate pressure until the next open or close."""
         name = symbol.strip().upper()
         if "/" in name or name in self._crypto_symbols:
             return True
         now = time.monotonic()
-        if self._clock is not None and now < self._clock[0]:
-            return self._clock[1]
+        if self._clock is not None:
+            fresh_until, change_at, is_open = self._clock
+            if now < fresh_until or (now < change_at and self._pressed()):
+                return is_open
         c = await self._call(self._trading.get_clock)
         change = c.next_close if c.is_open else c.next_open
-        ttl = max(0.0, min(30.0, (change - c.timestamp).total_seconds()))
-        self._clock = (now + ttl, bool(c.is_open))
+        until_change = max(0.0, (change - c.timestamp).total_seconds())
+        self._clock = (now + min(30.0, until_change), now + until_change, bool(c.is_open))
         return bool(c.is_open)
 
     # -- trading --------------------------------------------------------------------------
@@ -520,6 +545,11 @@ class AlpacaAdapter(Adapter):
             request = _order_request(intent, client_order_id)
         except ValueError as exc:
             return self._refused(client_order_id, f"alpaca-py refused the order: {exc}")
+        wait = self._limiter.wait_time(operation="submit")
+        if wait > SUBMIT_WAIT_MAX:
+            return self._refused(client_order_id, f"Alpaca's request limit ({self._limiter}) "
+                                 f"is used up for the next {wait:.1f} s; the order was not "
+                                 f"sent (lower the connection's rate_limit for orders)")
         await self._limiter.acquire(operation="submit")
         try:
             order = await asyncio.to_thread(self._orders.submit_order, request)
@@ -623,13 +653,24 @@ def _is_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and not value.endswith("/")
 
 
-def _with_skew(limiter: RateLimiter) -> RateLimiter:
-    """`limiter` with every window a little longer (`RATE_SKEW_S`)."""
-    from ..execution.ratelimit import RateLimiter, Window
+def _request_limiter(options: Mapping[str, Any], name: str, key: str) -> RateLimiter:
+    """The limiter every request of the adapter passes: `request_limit` (requests per minute,
+    or false) else the windows of `rate_limit` / Alpaca's preset, each a little longer
+    (`RATE_SKEW_S`) so timing skew never trips the server's count."""
+    from ..execution.ratelimit import RateLimiter, Window, limiter_for
 
-    windows = tuple(Window(w.limit, w.period + RATE_SKEW_S, w.weights, w.default_weight)
-                    for w in limiter.windows)
-    return RateLimiter(windows, name=limiter.name)
+    given = options.get("request_limit")
+    if given is None:
+        windows = limiter_for("alpaca", options, name=name).windows
+    elif given is False:
+        windows = ()
+    elif isinstance(given, int) and not isinstance(given, bool) and given > 0:
+        windows = (Window(given, 60.0),)
+    else:
+        raise ConfigError(f"is {given!r}", key=key,
+                          expected="false, or a number of requests per minute")
+    return RateLimiter(tuple(Window(w.limit, w.period + RATE_SKEW_S, w.weights,
+                                    w.default_weight) for w in windows), name=name)
 
 
 def _configure_session(session: Any, timeout: float, *, trust_env: bool) -> None:
@@ -647,6 +688,25 @@ def _configure_session(session: Any, timeout: float, *, trust_env: bool) -> None
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = trust_env
+
+
+def _read_limiter(options: Mapping[str, Any], requests: RateLimiter, name: str
+                  ) -> RateLimiter | None:
+    """The reads' share of the request limit when the pipeline's order budget (`rate_limit`)
+    is set under it (`request_limit`): what the orders leave, per window; else None."""
+    from ..execution.ratelimit import RateLimiter, Window
+
+    budget, total = options.get("rate_limit"), options.get("request_limit")
+    if not isinstance(budget, Mapping) or not isinstance(total, int) or not requests.windows:
+        return None
+    try:
+        per_minute = float(budget["requests"]) * 60.0 / float(budget["per_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    share = int(total - per_minute)
+    if share < 1:
+        return None
+    return RateLimiter((Window(share, requests.windows[0].period),), name=f"{name} reads")
 
 
 def _order_request(intent: OrderIntent, client_order_id: str) -> Any:

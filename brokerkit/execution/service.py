@@ -30,7 +30,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -675,57 +675,61 @@ class ExecutionService(runtime.Bridged):
                 return {}
         return cache.account_types
 
+    @staticmethod
+    async def _fetch(store: dict[str, tuple[float, Any]], key: str,
+                     fetch: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Fetch a fact for the checks and cache it; a failure is logged and gives None
+        (unknown), which the checks report rather than pass."""
+        try:
+            value = await fetch()
+        except Exception as exc:
+            log.warning("%s failed: %s", what, exc)
+            return None
+        store[key] = (time.monotonic(), value)
+        return value
+
+    async def _cached(self, store: dict[str, tuple[float, Any]], key: str, ttl: float,
+                      fetch: Callable[[], Awaitable[Any]], what: str,
+                      stale: float | None = None, refreshing: set[str] | None = None) -> Any:
+        """`store[key]` while younger than `ttl`; else fetched. With `stale`, a value younger
+        than that is still returned while a fresh one is fetched in the background."""
+        hit = store.get(key)
+        age = math.inf if hit is None else time.monotonic() - hit[0]
+        if hit is not None and age < ttl:
+            return hit[1]
+        if hit is not None and stale is not None and refreshing is not None and age < stale:
+            if key not in refreshing:
+                refreshing.add(key)
+                task = asyncio.ensure_future(self._fetch(store, key, fetch, what))
+                task.add_done_callback(lambda _t: refreshing.discard(key))
+            return hit[1]
+        return await self._fetch(store, key, fetch, what)
+
     async def _facts(self, cache: _Cache, adapter: Adapter, symbol: str
                      ) -> dict[str, Any] | None:
-        hit = cache.facts.get(symbol)
-        if hit is not None and time.monotonic() - hit[0] < FACTS_TTL:
-            return hit[1]
-        try:
+        async def fetch() -> dict[str, Any] | None:
             df = await adapter.instruments_async([symbol])
-        except Exception as exc:
-            log.warning("instrument facts for %s at %s failed: %s", symbol, adapter.name, exc)
-            return None
-        row = df.iloc[0].to_dict() if len(df) else None
-        cache.facts[symbol] = (time.monotonic(), row)
-        return row
+            return df.iloc[0].to_dict() if len(df) else None
+
+        return await self._cached(cache.facts, symbol, FACTS_TTL, fetch,
+                                  f"instrument facts for {symbol} at {adapter.name}")
 
     async def _quote(self, cache: _Cache, adapter: Adapter, symbol: str
                      ) -> dict[str, Any] | None:
         """The latest quote: fetched when older than QUOTE_STALE; between QUOTE_TTL and
         QUOTE_STALE the cached one is used while a fresh one is fetched in the background."""
-        hit = cache.quotes.get(symbol)
-        age = math.inf if hit is None else time.monotonic() - hit[0]
-        if age < QUOTE_TTL:
-            return hit[1]  # type: ignore[index]
-        if age < QUOTE_STALE:
-            if symbol not in cache.refreshing:
-                cache.refreshing.add(symbol)
-                task = asyncio.ensure_future(self._fetch_quote(cache, adapter, symbol))
-                task.add_done_callback(lambda _t: cache.refreshing.discard(symbol))
-            return hit[1]  # type: ignore[index]
-        return await self._fetch_quote(cache, adapter, symbol)
-
-    async def _fetch_quote(self, cache: _Cache, adapter: Adapter, symbol: str
-                           ) -> dict[str, Any] | None:
-        try:
+        async def fetch() -> dict[str, Any] | None:
             df = await adapter.quotes_async([symbol])
-        except Exception as exc:
-            log.warning("quote for %s at %s failed: %s", symbol, adapter.name, exc)
-            return None
-        row = df.iloc[0].to_dict() if len(df) else None
-        cache.quotes[symbol] = (time.monotonic(), row)
-        return row
+            return df.iloc[0].to_dict() if len(df) else None
+
+        return await self._cached(cache.quotes, symbol, QUOTE_TTL, fetch,
+                                  f"quote for {symbol} at {adapter.name}", QUOTE_STALE,
+                                  cache.refreshing)
 
     async def _hours(self, cache: _Cache, adapter: Adapter, symbol: str) -> bool | None:
-        hit = cache.hours.get(symbol)
-        if hit is not None and time.monotonic() - hit[0] < HOURS_TTL:
-            return hit[1]
-        try:
-            is_open = await adapter.market_open_async(symbol)
-        except Exception:
-            return None
-        cache.hours[symbol] = (time.monotonic(), is_open)
-        return is_open
+        return await self._cached(cache.hours, symbol, HOURS_TTL,
+                                  lambda: adapter.market_open_async(symbol),
+                                  f"market hours of {symbol} at {adapter.name}")
 
     @staticmethod
     def _position(cache: _Cache, positions: dict[tuple[str, str], Decimal] | None,
