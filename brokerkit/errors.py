@@ -76,7 +76,11 @@ class AdapterError(BrokerkitError):
 
     def __init__(self, connection: str, message: str) -> None:
         self.connection = connection
-        super().__init__(f"{connection}: {message}")
+        prefix = f"{connection}: "
+        while message.startswith(prefix):  # wrapping an error of the same connection
+            message = message[len(prefix):]
+        self.message = message
+        super().__init__(f"{prefix}{message}")
 
 
 class ConnectionDown(AdapterError):

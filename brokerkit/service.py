@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import frames, runtime
 from .adapters import Adapter, Health, load_adapter_class
 from .config import ConnectionConfig, Settings, load_settings
-from .errors import ConnectionDown, UnknownConnection
+from .errors import AdapterError, ConnectionDown, UnknownConnection
 from .fx import FxRates
 
 if TYPE_CHECKING:
@@ -64,9 +64,10 @@ def _now() -> datetime:
 
 
 def _describe(exc: BaseException) -> str:
+    """An error as one line for a connection's health (without the connection's name)."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out"
-    text = str(exc) or type(exc).__name__
+    text = exc.message if isinstance(exc, AdapterError) else str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."
 
 
@@ -188,14 +189,14 @@ class BrokerageService(runtime.Bridged):
                 await asyncio.wait_for(entry.adapter.connect_async(), self.call_timeout)
             except Exception as exc:
                 why = _describe(exc)
-                self._mark(entry, "down", error=why if "connect failed" in why
-                           else f"connect failed: {why}")
+                why = why if why.startswith("connect failed") else f"connect failed: {why}"
+                self._mark(entry, "down", error=why)
                 delay = RECONNECT_BACKOFF[min(entry.failures, len(RECONNECT_BACKOFF) - 1)]
                 entry.failures += 1
                 entry.next_attempt = time.monotonic() + delay
                 log.warning("connection %s is down: %s", entry.config.name,
                             entry.health.last_error)
-                raise ConnectionDown(entry.config.name, _describe(exc)) from exc
+                raise ConnectionDown(entry.config.name, why) from exc
             entry.failures = 0
             self._mark(entry, "connected", latency_ms=(time.perf_counter() - t0) * 1000)
             return entry.adapter

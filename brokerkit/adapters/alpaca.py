@@ -17,7 +17,7 @@ rate_limit      false, or { requests = N, per_seconds = S }: replaces Alpaca's 2
                 pipeline's budget for orders (read by `brokerkit.execution`)
 request_limit   false, or N: requests per minute the adapter sends in all (reads, orders,
                 cancels); default: the `rate_limit` windows. With `rate_limit` set under it
-                (e.g. 194 for 200), reads get what orders leave, and beyond that share are
+                (e.g. 192 for 200), reads get what orders leave, and beyond that share are
                 served from their last answer
 ==============  ==============================================================================
 

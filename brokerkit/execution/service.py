@@ -514,6 +514,8 @@ class ExecutionService(runtime.Bridged):
 
     async def _fill_sync(self, connection: str) -> int:
         await asyncio.sleep(FILL_SYNC_DELAY)  # let a burst of fills arrive, then pull once
+        if self.brokerage.health(connection).status == "disconnected":
+            return 0  # closed meanwhile: the next service start pulls them
         try:
             return await self.sync_fills_async(connection)
         except Exception as exc:  # retried on the next fill or by an explicit sync

@@ -126,12 +126,17 @@ class Sandbox(runtime.Bridged):
         return ()
 
     def embedded_connections(self) -> dict[str, ConnectionConfig]:
-        """The connections used when nothing is configured: the demo connections."""
-        return {c.name: ConnectionConfig(
-                    name=c.name, type="paper", institution=c.institution,
-                    options={"broker": DEFAULT_BROKER, "seed": self.seed},
-                    accounts=tuple(a.account_id for a in c.accounts))
-                for c in DEMO_CONNECTIONS}
+        """The connections used when nothing is configured: the demo paper connections, and
+        alpaca-py talking to the sandbox's Alpaca server over loopback."""
+        conns = {c.name: ConnectionConfig(
+                     name=c.name, type="paper", institution=c.institution,
+                     options={"broker": DEFAULT_BROKER, "seed": self.seed},
+                     accounts=tuple(a.account_id for a in c.accounts))
+                 for c in DEMO_CONNECTIONS}
+        conns["alpaca-paper"] = ConnectionConfig(
+            name="alpaca-paper", type="alpaca", institution="Alpaca (sandbox)",
+            options={"paper": True, "sandbox": True})
+        return conns
 
     # -- servers --------------------------------------------------------------------------
     @property
@@ -146,6 +151,10 @@ class Sandbox(runtime.Bridged):
             from .control import start_control
 
             self._servers["control"] = await start_control(self, host)
+        if "alpaca" not in self._servers:
+            from .alpaca import start_alpaca
+
+            self._servers["alpaca"] = await start_alpaca(self, host)
         return self.servers
 
     async def stop_servers_async(self) -> None:

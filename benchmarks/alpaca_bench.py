@@ -1,0 +1,152 @@
+"""Alpaca through brokerkit against the Alpaca sandbox server: overhead and rate-limit use.
+
+1. With the sandbox's rate limit off: orders per second through brokerkit's `place_order`
+   (the whole guarded pipeline: checks, journal in a SQLite book, submit, record) next to bare
+   alpaca-py `submit_order`, and their ratio (target >= 0.85).
+2. With the sandbox's 200 requests/min on and `on_rate_limit = "wait"`: orders sent as fast as
+   the pipeline admits them for at least 70 s (the order in flight then may wait for the next
+   window); prints the orders per minute over the whole minutes from the burst's start, the
+   server's 429 count (target 0) and the ratio to the limit (target >= 0.95). The pipeline's
+   order budget is 192/min, leaving 8 of the server's 200 requests a minute to reads.
+
+Run: `.venv/bin/python benchmarks/alpaca_bench.py [--orders 300] [--seconds 70]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from brokerkit import runtime
+from brokerkit.book import Book
+from brokerkit.config import ConnectionConfig, Settings
+from brokerkit.execution.service import ExecutionService
+from brokerkit.sandbox import get_sandbox
+from brokerkit.sandbox.alpaca import AlpacaServer, start_alpaca
+from brokerkit.service import BrokerageService
+
+KEY, SECRET = "PKBENCHKEY", "bench-secret"
+ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "0.01"}
+
+
+def _service(server: AlpacaServer, book: Path, **risk: Any) -> ExecutionService:
+    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_KEY"] = KEY
+    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_SECRET"] = SECRET
+    options: dict[str, Any] = {"url": server.url}
+    if not server.rate_limit:
+        options["rate_limit"] = False
+    else:  # the pipeline's order budget leaves 8 of the server's requests a minute to reads
+        options["rate_limit"] = {"requests": server.rate_limit - 8, "per_seconds": 60}
+        options["request_limit"] = server.rate_limit
+    cfg = ConnectionConfig("alpaca", "alpaca", options=options,
+                           secrets={"api_key": "bench_alpaca_key",
+                                    "secret_key": "bench_alpaca_secret"})
+    settings = Settings(connections={"alpaca": cfg}, routing={"default": "alpaca"},
+                        book_url=f"sqlite:///{book}",
+                        risk={"duplicate_window_seconds": 0, **risk})
+    return ExecutionService(BrokerageService(settings), Book(settings.book_url))
+
+
+def overhead(sandbox: Any, workdir: Path, n: int) -> float:
+    """Orders/s of bare alpaca-py and of `place_order`; returns their ratio."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import MarketOrderRequest
+
+    server = runtime.run(start_alpaca(sandbox, key_id=KEY, secret_key=SECRET, rate_limit=None))
+    try:
+        client = TradingClient(KEY, SECRET, paper=True, url_override=server.url)
+        client._session.trust_env = False
+
+        def bare() -> None:
+            client.submit_order(MarketOrderRequest(symbol="AAPL", qty=0.01, side="buy",
+                                                   time_in_force="day",
+                                                   client_order_id=uuid.uuid4().hex))
+
+        svc = _service(server, workdir / "overhead.db")
+
+        def kit() -> None:
+            result = svc.place_order(ORDER)
+            if not result.ok:
+                raise SystemExit(f"place_order failed: {result.reason}")
+
+        for fn in (bare, kit):  # warm up connections, caches and the book
+            for _ in range(20):
+                fn()
+        # interleaved, so both see the same server state (its cost grows with its orders)
+        spent = {"bare": 0.0, "kit": 0.0}
+        for _ in range(n):
+            for name, fn in (("bare", bare), ("kit", kit)):
+                t0 = time.perf_counter()
+                fn()
+                spent[name] += time.perf_counter() - t0
+        bare_rate, kit_rate = n / spent["bare"], n / spent["kit"]
+        print(f"  bare alpaca-py submit_order            {bare_rate:8.1f} orders/s  ({n} orders)")
+        print(f"  brokerkit place_order                  {kit_rate:8.1f} orders/s  ({n} orders)")
+        ratio = kit_rate / bare_rate
+        print(f"  ratio brokerkit / bare                 {ratio:8.3f}  (target >= 0.85)")
+        svc.sync_fills()  # let the background fill pull finish before the server stops
+        svc.brokerage.close()
+        return ratio
+    finally:
+        runtime.run(server.close())
+
+
+def rate_limited(sandbox: Any, workdir: Path, seconds: float) -> tuple[float, int]:
+    """A burst of orders for `seconds` under the 200/min limit; returns (ratio, 429 count)."""
+    server = runtime.run(start_alpaca(sandbox, key_id=KEY, secret_key=SECRET, rate_limit=200,
+                                      broker="alpaca-bench"))
+    try:
+        svc = _service(server, workdir / "burst.db", on_rate_limit="wait")
+        stamps: list[float] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            result = svc.place_order(ORDER)
+            if not result.ok:
+                raise SystemExit(f"place_order failed: {result.reason}")
+            stamps.append(time.monotonic())
+        elapsed = stamps[-1] - t0
+        minutes = max(1, int(elapsed // 60))  # whole minutes from the start of the burst
+        in_minutes = sum(1 for s in stamps if s < t0 + 60.0 * minutes)
+        per_minute = in_minutes / minutes
+        limit = server.rate_limit or 0
+        ratio = per_minute / limit
+        print(f"  orders placed                          {len(stamps):8d}  in {elapsed:.1f} s")
+        print(f"  requests the server saw                {sum(server.requests.values()):8d}  "
+              f"({server.requests['POST /v2/orders']} order POSTs)")
+        print(f"  orders per minute over {minutes} full minute(s) {per_minute:8.1f}  "
+              f"(limit {limit}/min)")
+        print(f"  ratio to the limit                     {ratio:8.3f}  (target >= 0.95)")
+        print(f"  429 responses                          {server.rate_limited:8d}  (target 0)")
+        print(f"  requests by route                      {dict(server.requests)}")
+        svc.sync_fills()  # let the background fill pull finish before the server stops
+        svc.sync_fills()
+        svc.brokerage.close()
+        return ratio, server.rate_limited
+    finally:
+        runtime.run(server.close())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=300, help="orders per overhead run")
+    parser.add_argument("--seconds", type=float, default=70.0, help="length of the burst")
+    args = parser.parse_args()
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    sandbox = get_sandbox(4242)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("1. overhead, sandbox rate limit off")
+        ratio = overhead(sandbox, Path(tmp), args.orders)
+        print(f"2. burst under the 200/min rate limit, on_rate_limit = 'wait', "
+              f"{args.seconds:g} s")
+        limit_ratio, too_many = rate_limited(sandbox, Path(tmp), args.seconds)
+    ok = ratio >= 0.85 and limit_ratio >= 0.95 and too_many == 0
+    print("PASS" if ok else "FAIL")
+
+
+if __name__ == "__main__":
+    main()
