@@ -11,6 +11,9 @@
     brokerkit reduce-only --reason T only orders that reduce a position pass
     brokerkit resume --reason TEXT   back to ACTIVE
     brokerkit state [--json]         the trading state in force and its recent history
+    brokerkit reconcile [--json]     book against brokers; exit 1 on unexplained breaks
+    brokerkit reconcile --adopt CONN --reason T   open the book from a broker's positions
+    brokerkit reconcile --sync RUN --reason T     adopt the broker's view for a run's breaks
     brokerkit sandbox [--json]       serve the sandbox on loopback until interrupted
 
 Exit status: 0 on success, 1 when a command ran but found a problem (a connection down), 2 on
@@ -206,6 +209,32 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    from .post_trade.runs import Reconciler
+
+    rec = Reconciler()
+    if args.adopt or args.sync:
+        if not args.reason:
+            raise BrokerkitError("--reason is required to change the book")
+        n = rec.adopt(args.adopt, reason=args.reason) if args.adopt \
+            else rec.sync(args.sync, reason=args.reason)
+        out.write(f"corrected {n} book position(s)\n")
+        return 0
+    run = rec.run(args.connection or None)
+    if args.json:
+        _print_json(run.to_dict(), out)
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "no positions"
+        out.write(f"run {run.run_id}: {counts}\n")
+        for name, err in run.failed.items():
+            out.write(f"! {name}: not read ({err}): its rows are UNKNOWN\n")
+        if run.unexplained:
+            _table(run.breaks, ["connection", "account", "instrument", "book_quantity",
+                                "broker_quantity", "quantity_diff", "status", "explanation"],
+                   out)
+    return 1 if run.unexplained else 0
+
+
 def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
     from . import runtime
     from .sandbox import get_sandbox
@@ -270,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--history", type=int, default=20, help="history rows in --json")
 
+    sp = sub.add_parser("reconcile", help="book positions against every broker's")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--connection", action="append", help="only this connection (repeatable)")
+    sp.add_argument("--adopt", metavar="CONNECTION",
+                    help="open the book of CONNECTION from the broker's positions")
+    sp.add_argument("--sync", metavar="RUN_ID",
+                    help="adopt the broker's view for the unexplained breaks of a run")
+    sp.add_argument("--reason", help="why the book changes (recorded in the audit log)")
+
     sp = sub.add_parser("sandbox", help="serve the sandbox brokers on loopback")
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object (servers, addresses, demo credentials) first")
@@ -293,6 +331,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "reduce-only": cmd_reduce_only,
     "resume": cmd_resume,
     "state": cmd_state,
+    "reconcile": cmd_reconcile,
 }
 
 

@@ -1,0 +1,14 @@
+"""Post-trade: the book reconciled against what brokers report, and settlement.
+
+- `reconcile`: `reconcile(book, broker, ...)` classes every position (MATCH, QUANTITY_BREAK,
+  MISSING_AT_BROKER, UNKNOWN_TO_BOOK, EXPLAINED, UNKNOWN) with its differences.
+- `runs`: `Reconciler` reads every broker, stores runs in the book, and syncs breaks.
+- `settlement`: settlement dates on real exchange calendars, the cash ladder, good-faith
+  violations.
+"""
+
+from __future__ import annotations
+
+from .reconcile import COLUMNS, STATUSES, UNEXPLAINED, reconcile, reconcile_reference
+
+__all__ = ["COLUMNS", "STATUSES", "UNEXPLAINED", "reconcile", "reconcile_reference"]

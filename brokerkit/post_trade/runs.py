@@ -1,0 +1,159 @@
+"""Reconciliation runs: read every broker, compare with the book, store the result, and sync.
+
+`Reconciler.run()` reads positions, open orders and recent fills from every connection at once,
+compares them with the book's positions (`reconcile.reconcile`), and stores the run with its
+rows in the book. A connection that could not be read yields UNKNOWN rows, never "flat".
+`Reconciler.sync(run_id, rows, reason)` adopts the broker's view for the chosen rows, writing a
+book correction and an audit row for each; `adopt(connection, reason)` opens a book from a
+broker's positions. The next run then matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .. import frames, runtime
+from .reconcile import UNEXPLAINED, reconcile
+
+if TYPE_CHECKING:
+    from ..book import Book
+    from ..service import BrokerageService
+
+__all__ = ["Reconciler", "ReconciliationRun"]
+
+
+@dataclass
+class ReconciliationRun:
+    """One stored run: its id, its rows (the `reconcile` frame), connections not read."""
+
+    run_id: str
+    rows: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+
+    @property
+    def breaks(self) -> pd.DataFrame:
+        """The rows that need a person: breaks that nothing explains, and UNKNOWN rows."""
+        return self.rows[self.rows["status"].isin(UNEXPLAINED)]
+
+    @property
+    def unexplained(self) -> int:
+        return len(self.breaks)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.rows["status"].value_counts().items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        import json
+
+        rows = json.loads(self.rows.to_json(orient="records", date_format="iso"))
+        return {"run_id": self.run_id, "started_at": self.started_at.isoformat()
+                if self.started_at else None, "counts": self.counts,
+                "unexplained": self.unexplained, "failed": self.failed, "rows": rows}
+
+
+class Reconciler(runtime.Bridged):
+    """Book against brokers, over a `BrokerageService` and a `Book`."""
+
+    def __init__(self, brokerage: BrokerageService | None = None, book: Book | None = None,
+                 tolerances: dict[str, float] | None = None) -> None:
+        if brokerage is None:
+            from ..service import get_brokerage_service
+
+            brokerage = get_brokerage_service()
+        if book is None:
+            from ..book import open_book
+
+            book = open_book(brokerage.settings.book_url)
+        self.brokerage, self.book, self.tolerances = brokerage, book, tolerances
+
+    async def _read(self, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        adapter = await self.brokerage.connected_adapter_async(name)
+        positions, orders = await asyncio.gather(adapter.positions_async(),
+                                                 adapter.orders_async())
+        return positions, orders
+
+    async def run_async(self, connections: Sequence[str] | None = None) -> ReconciliationRun:
+        """Compare the book with every connection (or those named) and store the run."""
+        started = datetime.now(UTC)
+        names = list(connections) if connections else self.brokerage.connections
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._read(n), self.brokerage.call_timeout) for n in names),
+            return_exceptions=True)
+        failed: dict[str, str] = {}
+        positions, orders = [], []
+        for name, res in zip(names, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, Exception):
+                    raise res
+                failed[name] = str(res) or type(res).__name__
+                continue
+            positions.append(res[0])
+            orders.append(res[1])
+        broker = frames.concat(frames.POSITIONS, positions)
+        open_orders = frames.concat(frames.ORDERS, orders)
+        open_orders = open_orders[open_orders["status"].isin(
+            ["PENDING", "ACCEPTED", "PARTIALLY_FILLED"])]
+        book = await asyncio.to_thread(self.book.book_positions_frame)
+        book = book[book["connection"].isin(names)]
+        rows = reconcile(book, broker, open_orders=open_orders,
+                         fills_after=await self._booked_after(broker), failed=failed,
+                         tolerances=self.tolerances)
+        await asyncio.to_thread(self.book.snapshot_broker_positions, broker)
+        unexplained = int(rows["status"].isin(UNEXPLAINED).sum())
+        run_id = await asyncio.to_thread(
+            self.book.save_reconciliation, rows, connections=names, failed=failed,
+            started_at=started, unexplained=unexplained)
+        return ReconciliationRun(run_id, rows, failed, started)
+
+    async def _booked_after(self, broker: pd.DataFrame) -> pd.DataFrame:
+        """Fills the book recorded after each connection's broker snapshot was taken: in the
+        book, not yet in the snapshot."""
+        if broker.empty:
+            return frames.empty(frames.FILLS)
+        since = broker.groupby("connection")["as_of"].min()
+        fills = await asyncio.to_thread(self.book.fills_frame, None,
+                                        since.min().to_pydatetime())
+        if fills.empty:
+            return fills
+        cutoff = fills["connection"].map(since)
+        return fills[fills["executed_at"] > cutoff]
+
+    def run(self, connections: Sequence[str] | None = None) -> ReconciliationRun:
+        return runtime.run(self.run_async(connections))
+
+    def sync(self, run_id: str, rows: Iterable[int] | None = None, *, reason: str,
+             actor: str | None = None) -> int:
+        """Adopt the broker's quantity for rows of a stored run (by position in the run;
+        all breaks when None). UNKNOWN rows are never synced: there is no broker view.
+        Returns the number of book positions corrected."""
+        stored = self.book.reconciliation_rows(run_id)
+        if stored.empty:
+            raise KeyError(f"no reconciliation run {run_id!r} (or it has no rows)")
+        chosen = stored if rows is None else stored.iloc[list(rows)]
+        if rows is None:
+            chosen = chosen[chosen["status"].isin(UNEXPLAINED)]
+        chosen = chosen[chosen["status"] != "UNKNOWN"]
+        corrections = [{"connection": r.connection, "account": r.account,
+                        "instrument": r.instrument, "symbol": r.symbol,
+                        "asset_class": r.asset_class, "currency": r.currency,
+                        "quantity": 0.0 if r.broker_quantity != r.broker_quantity
+                        else r.broker_quantity}
+                       for r in chosen.itertuples()]
+        return self.book.correct_positions(corrections, actor,
+                                           f"reconciliation {run_id}: {reason}")
+
+    def adopt(self, connection: str, *, reason: str, actor: str | None = None) -> int:
+        """Open (or reset) the book of `connection` from the broker's positions, audited."""
+        adapter = self.brokerage.adapter(connection)
+        runtime.run(self.brokerage.connected_adapter_async(connection))
+        positions = adapter.positions()
+        accounts = [(connection, a) for a in adapter.accounts]
+        return self.book.adopt_positions(positions, actor, reason, accounts=accounts)
