@@ -16,8 +16,9 @@ EXPLAINED           the difference is accounted for: fills the book recorded aft
 UNKNOWN             the connection could not be read: nothing is known, never "flat"
 ==================  ===================================================================
 
-Everything is vectorized (one merge, grouped sums, numpy selects); only the explanation text
-of EXPLAINED and UNKNOWN rows is built per row, and there are few of those.
+Everything is vectorized: keys become integers (one factorize per key column), quantities are
+summed with `bincount`, classes chosen with one `numpy.select`; only the explanation text of
+EXPLAINED and UNKNOWN rows is built per row, and there are few of those.
 `reconcile_reference` is the same logic row by row, kept for tests and the benchmark.
 """
 
@@ -51,24 +52,33 @@ DEFAULT_TOLERANCES: Mapping[str, float] = {
 _FALLBACK_TOLERANCE = 1e-9
 
 
-def _keyed(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    out["account"] = out["account"].fillna("").astype(str)
-    return out
+def _accounts(s: pd.Series) -> np.ndarray:
+    return s.astype(object).where(s.notna(), "").to_numpy()
 
 
-def _side(df: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
-    """Quantities summed per key, with the first of the descriptive columns."""
-    cols = [c for c in ("symbol", "asset_class", "currency", *extra) if c in df.columns]
-    agg: dict[str, Any] = {"quantity": "sum", **{c: "first" for c in cols}}
-    if "market_value" in df.columns:
-        agg["market_value"] = "sum"
-    return _keyed(df).groupby(KEY, sort=False, dropna=False).agg(agg)
+def _group_ids(book: pd.DataFrame, broker: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """One integer per distinct (connection, account, instrument) across both sides."""
+    codes = np.zeros(len(book) + len(broker), dtype=np.int64)
+    for col in KEY:
+        values = np.concatenate([_accounts(book[col]) if col == "account"
+                                 else book[col].to_numpy(dtype=object),
+                                 _accounts(broker[col]) if col == "account"
+                                 else broker[col].to_numpy(dtype=object)])
+        c, uniq = pd.factorize(values)
+        codes, groups = pd.factorize(codes * (len(uniq) + 1) + c)
+    return codes.astype(np.int64), len(groups) if len(codes) else 0
 
 
-def _signed(df: pd.DataFrame, qty: str) -> pd.Series:
+def _first(ids: np.ndarray, n: int) -> np.ndarray:
+    """Row index of the first row of each group (-1 where a group has none)."""
+    first = np.full(n, -1, dtype=np.int64)
+    first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+    return first
+
+
+def _signed(df: pd.DataFrame, qty: str) -> np.ndarray:
     sign = np.where(df["side"].astype(str).str.lower() == "buy", 1.0, -1.0)
-    return df[qty].astype("float64").fillna(0.0) * sign
+    return df[qty].astype("float64").fillna(0.0).to_numpy() * sign
 
 
 def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
@@ -81,75 +91,103 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     currency); `broker` is a POSITIONS frame. `fills_after` are fills the book recorded after
     the broker's snapshot (side, quantity, fill_id); `open_orders` an ORDERS frame of orders
     still working at the broker (their `filled_quantity` may not be in the book yet);
-    `failed` maps connections that could not be read to their error.
+    `failed` maps connections that could not be read to their error. Rows come in order of
+    first appearance, book first.
     """
     failed = dict(failed or {})
     tol_map = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    b = _side(book, [])
-    r = _side(broker, ["market_price"])
-    merged = pd.merge(b, r, how="outer", left_index=True, right_index=True,
-                      suffixes=("_book", "_broker")).reset_index()
-    for col in ("symbol", "asset_class", "currency"):
-        sides = [merged[c] for c in (f"{col}_broker", f"{col}_book", col) if c in merged]
-        merged[col] = sides[0].combine_first(sides[1]) if len(sides) > 1 \
-            else sides[0] if sides else None
-    book_q = merged["quantity_book"].astype("float64")
-    broker_q = merged["quantity_broker"].astype("float64")
-    has_book, has_broker = book_q.notna().to_numpy(), broker_q.notna().to_numpy()
-    diff = broker_q.fillna(0.0) - book_q.fillna(0.0)
-    tol = merged["asset_class"].map(tol_map).fillna(_FALLBACK_TOLERANCE).to_numpy()
+    nb = len(book)
+    ids, n = _group_ids(book, broker)
+    gb, gr = ids[:nb], ids[nb:]
 
-    explained_qty = pd.Series(0.0, index=merged.index)
+    def col(df: pd.DataFrame, name: str) -> np.ndarray | None:
+        if name not in df.columns:
+            return None
+        return _accounts(df[name]) if name == "account" else df[name].to_numpy(dtype=object)
+
+    def total(g: np.ndarray, values: pd.Series) -> np.ndarray:
+        return np.bincount(g, weights=values.astype("float64").fillna(0.0).to_numpy(),
+                           minlength=n)
+
+    has_book = np.bincount(gb, minlength=n) > 0
+    has_broker = np.bincount(gr, minlength=n) > 0
+    book_q = np.where(has_book, total(gb, book["quantity"]), np.nan)
+    broker_q = np.where(has_broker, total(gr, broker["quantity"]), np.nan)
+    fr = _first(gr, n)
+    first = _first(ids, n)  # each key's first row, book rows first
+
+    def pick(name: str) -> np.ndarray:
+        parts = [c if c is not None else np.full(len(df), None, dtype=object)
+                 for c, df in ((col(book, name), book), (col(broker, name), broker))]
+        return np.concatenate(parts)[first]
+
+    desc = {c: pick(c) for c in (*KEY, "symbol", "asset_class", "currency")}
+    price = np.full(n, np.nan)
+    if "market_price" in broker.columns:
+        price[fr >= 0] = broker["market_price"].astype("float64").to_numpy()[fr[fr >= 0]]
+    mv = total(gr, broker["market_value"]) if "market_value" in broker.columns \
+        else np.full(n, np.nan)
+    diff = np.nan_to_num(broker_q) - np.nan_to_num(book_q)
+    classes, class_of = pd.factorize(desc["asset_class"])
+    tol = np.array([tol_map.get(c, _FALLBACK_TOLERANCE) for c in class_of] +
+                   [_FALLBACK_TOLERANCE])[classes]  # -1 (no class) takes the fallback
+
+    explained_qty = np.zeros(n)
     notes: dict[int, list[str]] = {}
-    key_index = pd.MultiIndex.from_frame(merged[KEY])
-    if fills_after is not None and len(fills_after):
-        f = _keyed(fills_after).assign(signed=lambda d: _signed(d, "quantity"))
-        per_key = f.groupby(KEY)["signed"].sum()
-        explained_qty -= per_key.reindex(key_index).fillna(0.0).to_numpy()
-        _collect(notes, key_index, f, lambda x: f"fill {x.fill_id} ({x.side} {x.quantity:g}) "
-                                                f"booked after the broker's snapshot")
-    if open_orders is not None and len(open_orders):
-        o = _keyed(open_orders)
-        o = o[o["filled_quantity"].fillna(0) > 0].assign(
-            signed=lambda d: _signed(d, "filled_quantity"))
-        if len(o):
-            per_key = o.groupby(KEY)["signed"].sum()
-            explained_qty += per_key.reindex(key_index).fillna(0.0).to_numpy()
-            _collect(notes, key_index, o, lambda x: f"open order {x.order_id} filled "
-                                                    f"{x.filled_quantity:g} at the broker, not "
-                                                    f"yet in the book")
+    if (fills_after is not None and len(fills_after)) or \
+            (open_orders is not None and len(open_orders)):
+        key_index = pd.MultiIndex.from_arrays([desc[c] for c in KEY])
+        if fills_after is not None and len(fills_after):
+            pos = _positions(key_index, fills_after)
+            ok = pos >= 0
+            np.add.at(explained_qty, pos[ok], -_signed(fills_after, "quantity")[ok])
+            _collect(notes, pos, fills_after,
+                     lambda x: f"fill {x.fill_id} ({x.side} {x.quantity:g}) booked after the "
+                               f"broker's snapshot")
+        if open_orders is not None and len(open_orders):
+            o = open_orders[open_orders["filled_quantity"].fillna(0) > 0]
+            if len(o):
+                pos = _positions(key_index, o)
+                ok = pos >= 0
+                np.add.at(explained_qty, pos[ok], _signed(o, "filled_quantity")[ok])
+                _collect(notes, pos, o,
+                         lambda x: f"open order {x.order_id} filled {x.filled_quantity:g} at "
+                                   f"the broker, not yet in the book")
 
-    absdiff = diff.abs().to_numpy()
-    unknown = merged["connection"].isin(failed).to_numpy()
+    unknown = pd.Series(desc["connection"]).isin(list(failed)).to_numpy()
+    absdiff = np.abs(diff)
     status = np.select(
-        [unknown, absdiff <= tol, np.abs(diff.to_numpy() - explained_qty.to_numpy()) <= tol,
-         ~has_book, ~has_broker],
+        [unknown, absdiff <= tol, np.abs(diff - explained_qty) <= tol, ~has_book, ~has_broker],
         ["UNKNOWN", "MATCH", "EXPLAINED", "UNKNOWN_TO_BOOK", "MISSING_AT_BROKER"],
-        default="QUANTITY_BREAK")
-    price = merged.get("market_price", pd.Series(np.nan, index=merged.index)).astype("float64")
-    mv = merged.get("market_value", pd.Series(np.nan, index=merged.index)).astype("float64")
-    unit = (mv / broker_q).where(broker_q.fillna(0) != 0, price)
-    out = pd.DataFrame({
-        "connection": merged["connection"], "account": merged["account"],
-        "instrument": merged["instrument"], "symbol": merged["symbol"],
-        "asset_class": merged["asset_class"], "currency": merged["currency"],
-        "book_quantity": book_q, "broker_quantity": broker_q.where(~unknown),
-        "quantity_diff": diff.where(~unknown), "price": price,
-        "value_diff": (diff * unit).where(~unknown), "status": status, "explanation": "",
-    }, columns=COLUMNS)
+        default="QUANTITY_BREAK").astype(object)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(np.nan_to_num(broker_q) != 0, mv / broker_q, price)
+    explanation = np.full(n, "", dtype=object)
     for i in np.flatnonzero(status == "EXPLAINED"):
-        out.iat[i, COLUMNS.index("explanation")] = "; ".join(notes.get(int(i), []))
+        explanation[i] = "; ".join(notes.get(int(i), []))
     for i in np.flatnonzero(unknown):
-        conn = out.iat[i, 0]
-        out.iat[i, COLUMNS.index("explanation")] = \
-            f"{conn} could not be read ({failed[conn]}): its position is unknown, not flat"
-    return out.sort_values(KEY, kind="stable").reset_index(drop=True)
+        conn = desc["connection"][i]
+        explanation[i] = f"{conn} could not be read ({failed[conn]}): its position is " \
+                         f"unknown, not flat"
+    return pd.DataFrame({
+        **{c: desc[c] for c in (*KEY, "symbol", "asset_class", "currency")},
+        "book_quantity": book_q, "broker_quantity": np.where(unknown, np.nan, broker_q),
+        "quantity_diff": np.where(unknown, np.nan, diff), "price": price,
+        "value_diff": np.where(unknown, np.nan, diff * unit), "status": status,
+        "explanation": explanation,
+    }, columns=COLUMNS)
 
 
-def _collect(notes: dict[int, list[str]], key_index: pd.MultiIndex, rows: pd.DataFrame,
+def _positions(key_index: pd.MultiIndex, rows: pd.DataFrame) -> np.ndarray:
+    """The output row of each of `rows` (-1 when its key is in neither side)."""
+    return key_index.get_indexer(pd.MultiIndex.from_arrays(
+        [_accounts(rows[c]) if c == "account" else rows[c].to_numpy(dtype=object)
+         for c in KEY]))
+
+
+def _collect(notes: dict[int, list[str]], pos: np.ndarray, rows: pd.DataFrame,
              describe: Any) -> None:
-    """Append a description of each row to the note of its key's output row."""
-    pos = key_index.get_indexer(pd.MultiIndex.from_frame(rows[KEY]))
+    """Append a description of each row to the note of its output row."""
     for p, row in zip(pos, rows.itertuples(index=False), strict=True):
         if p >= 0:
             notes.setdefault(int(p), []).append(describe(row))
