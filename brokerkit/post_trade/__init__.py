@@ -10,5 +10,14 @@
 from __future__ import annotations
 
 from .reconcile import COLUMNS, STATUSES, UNEXPLAINED, reconcile, reconcile_reference
+from .settlement import (
+    cash_ladder,
+    good_faith_violations,
+    settlement_dates,
+    settlement_status,
+    with_settlement,
+)
 
-__all__ = ["COLUMNS", "STATUSES", "UNEXPLAINED", "reconcile", "reconcile_reference"]
+__all__ = ["COLUMNS", "STATUSES", "UNEXPLAINED", "cash_ladder", "good_faith_violations",
+           "reconcile", "reconcile_reference", "settlement_dates", "settlement_status",
+           "with_settlement"]
