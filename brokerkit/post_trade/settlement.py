@@ -27,6 +27,7 @@ and whole columns are moved with `numpy.searchsorted`; no per-row calendar calls
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -114,7 +115,10 @@ def _sessions(calendars: tuple[str, ...]) -> np.ndarray:
     end = pd.Timestamp.today().normalize() + pd.DateOffset(years=2)
     days: np.ndarray | None = None
     for name in calendars:
-        cal = xcals.get_calendar(name, start="2000-01-03", end=end.strftime("%Y-%m-%d"))
+        with warnings.catch_warnings():  # exchange_calendars 4.13 on pandas 3.1 warns inside
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cal = xcals.get_calendar(name, start="2000-01-03", end=end.strftime("%Y-%m-%d"))
         s = cal.sessions.to_numpy().astype("datetime64[D]")
         days = s if days is None else np.intersect1d(days, s, assume_unique=True)
     assert days is not None
