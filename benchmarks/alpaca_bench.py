@@ -27,22 +27,23 @@ from brokerkit.book import Book
 from brokerkit.config import ConnectionConfig, Settings
 from brokerkit.execution.service import ExecutionService
 from brokerkit.sandbox import get_sandbox
-from brokerkit.sandbox.alpaca import AlpacaServer, start_alpaca
+from brokerkit.sandbox.alpaca import start_alpaca
 from brokerkit.service import BrokerageService
 
 KEY, SECRET = "PKBENCHKEY", "bench-secret"
 ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "0.01"}
 
 
-def _service(server: AlpacaServer, book: Path, **risk: Any) -> ExecutionService:
-    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_KEY"] = KEY
-    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_SECRET"] = SECRET
-    options: dict[str, Any] = {"url": server.url}
-    if not server.rate_limit:
+def _service(url: str, rate_limit: int | None, book: Path, key: str = KEY,
+             secret: str = SECRET, **risk: Any) -> ExecutionService:
+    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_KEY"] = key
+    os.environ["BROKERKIT_SECRET_BENCH_ALPACA_SECRET"] = secret
+    options: dict[str, Any] = {"url": url}
+    if not rate_limit:
         options["rate_limit"] = False
     else:  # the pipeline's order budget leaves 8 of the server's requests a minute to reads
-        options["rate_limit"] = {"requests": server.rate_limit - 8, "per_seconds": 60}
-        options["request_limit"] = server.rate_limit
+        options["rate_limit"] = {"requests": rate_limit - 8, "per_seconds": 60}
+        options["request_limit"] = rate_limit
     cfg = ConnectionConfig("alpaca", "alpaca", options=options,
                            secrets={"api_key": "bench_alpaca_key",
                                     "secret_key": "bench_alpaca_secret"})
@@ -52,14 +53,23 @@ def _service(server: AlpacaServer, book: Path, **risk: Any) -> ExecutionService:
     return ExecutionService(BrokerageService(settings), Book(settings.book_url))
 
 
-def overhead(sandbox: Any, workdir: Path, n: int) -> float:
-    """Orders/s of bare alpaca-py and of `place_order`; returns their ratio."""
+def overhead(workdir: Path, n: int) -> float:
+    """Orders/s of bare alpaca-py and of `place_order` against the sandbox's Alpaca server
+    running in its own process (`brokerkit sandbox`), as a broker would; returns the ratio."""
+    import json
+    import subprocess
+    import sys
+
     from alpaca.trading.client import TradingClient
     from alpaca.trading.requests import MarketOrderRequest
 
-    server = runtime.run(start_alpaca(sandbox, key_id=KEY, secret_key=SECRET, rate_limit=None))
+    proc = subprocess.Popen([sys.executable, "-m", "brokerkit.cli", "sandbox", "--json",
+                             "--alpaca-rate-limit", "0"], stdout=subprocess.PIPE, text=True)
     try:
-        client = TradingClient(KEY, SECRET, paper=True, url_override=server.url)
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())["servers"]["alpaca"]
+        key, secret = info["credentials"]["key_id"], info["credentials"]["secret_key"]
+        client = TradingClient(key, secret, paper=True, url_override=info["url"])
         client._session.trust_env = False
 
         def bare() -> None:
@@ -67,7 +77,7 @@ def overhead(sandbox: Any, workdir: Path, n: int) -> float:
                                                    time_in_force="day",
                                                    client_order_id=uuid.uuid4().hex))
 
-        svc = _service(server, workdir / "overhead.db")
+        svc = _service(info["url"], None, workdir / "overhead.db", key, secret)
 
         def kit() -> None:
             result = svc.place_order(ORDER)
@@ -90,10 +100,12 @@ def overhead(sandbox: Any, workdir: Path, n: int) -> float:
         ratio = kit_rate / bare_rate
         print(f"  ratio brokerkit / bare                 {ratio:8.3f}  (target >= 0.85)")
         svc.sync_fills()  # let the background fill pull finish before the server stops
+        svc.close()
         svc.brokerage.close()
         return ratio
     finally:
-        runtime.run(server.close())
+        proc.terminate()
+        proc.wait(10)
 
 
 def rate_limited(sandbox: Any, workdir: Path, seconds: float) -> tuple[float, int]:
@@ -101,7 +113,8 @@ def rate_limited(sandbox: Any, workdir: Path, seconds: float) -> tuple[float, in
     server = runtime.run(start_alpaca(sandbox, key_id=KEY, secret_key=SECRET, rate_limit=200,
                                       broker="alpaca-bench"))
     try:
-        svc = _service(server, workdir / "burst.db", on_rate_limit="wait")
+        svc = _service(server.url, server.rate_limit, workdir / "burst.db",
+                       on_rate_limit="wait")
         stamps: list[float] = []
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
@@ -139,8 +152,8 @@ def main() -> None:
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     sandbox = get_sandbox(4242)
     with tempfile.TemporaryDirectory() as tmp:
-        print("1. overhead, sandbox rate limit off")
-        ratio = overhead(sandbox, Path(tmp), args.orders)
+        print("1. overhead, the sandbox in its own process with its rate limit off")
+        ratio = overhead(Path(tmp), args.orders)
         print(f"2. burst under the 200/min rate limit, on_rate_limit = 'wait', "
               f"{args.seconds:g} s")
         limit_ratio, too_many = rate_limited(sandbox, Path(tmp), args.seconds)

@@ -240,7 +240,8 @@ def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
     from .sandbox import get_sandbox
 
     sandbox = get_sandbox()
-    servers = runtime.run(sandbox.start_servers_async(host=args.host))
+    servers = runtime.run(sandbox.start_servers_async(
+        host=args.host, alpaca_rate_limit=args.alpaca_rate_limit or None))
     info = {"servers": servers, "pid": os.getpid()}
     if args.json:
         _print_json(info, out)
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object (servers, addresses, demo credentials) first")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--alpaca-rate-limit", type=int, default=200, metavar="N",
+                    help="the Alpaca server's requests per minute (0: no limit; default 200)")
     return p
 
 

@@ -144,9 +144,12 @@ class Sandbox(runtime.Bridged):
         """What `start_servers_async` returned, for servers still running."""
         return {name: dict(s.info) for name, s in self._servers.items()}
 
-    async def start_servers_async(self, host: str = "127.0.0.1") -> dict[str, dict[str, Any]]:
+    async def start_servers_async(self, host: str = "127.0.0.1", *,
+                                  alpaca_rate_limit: int | None = 200
+                                  ) -> dict[str, dict[str, Any]]:
         """Start the loopback servers (on free ports) unless running; returns, per server,
-        its address (`url`, `host`, `port`) and demo `credentials`."""
+        its address (`url`, `host`, `port`) and demo `credentials`. `alpaca_rate_limit` is the
+        Alpaca server's requests per minute (None or 0: no limit)."""
         if "control" not in self._servers:
             from .control import start_control
 
@@ -154,7 +157,8 @@ class Sandbox(runtime.Bridged):
         if "alpaca" not in self._servers:
             from .alpaca import start_alpaca
 
-            self._servers["alpaca"] = await start_alpaca(self, host)
+            self._servers["alpaca"] = await start_alpaca(self, host,
+                                                         rate_limit=alpaca_rate_limit)
         return self.servers
 
     async def stop_servers_async(self) -> None:
@@ -163,8 +167,9 @@ class Sandbox(runtime.Bridged):
         for server in servers.values():
             await server.close()
 
-    def start_servers(self, host: str = "127.0.0.1") -> dict[str, dict[str, Any]]:
-        return runtime.run(self.start_servers_async(host))
+    def start_servers(self, host: str = "127.0.0.1", *, alpaca_rate_limit: int | None = 200
+                      ) -> dict[str, dict[str, Any]]:
+        return runtime.run(self.start_servers_async(host, alpaca_rate_limit=alpaca_rate_limit))
 
     def stop_servers(self) -> None:
         runtime.run(self.stop_servers_async())
