@@ -105,8 +105,11 @@ class BrokerageService(runtime.Bridged):
         try:
             cls = load_adapter_class(cfg.type)
         except ImportError as exc:
+            missing = exc.name or ""
             health.status, health.last_error = "down", (
-                f"adapter for type {cfg.type!r} is not installed ({exc.name}); "
+                f"connection type {cfg.type!r} is not available in this brokerkit version"
+                if missing.startswith("brokerkit") else
+                f"the SDK for type {cfg.type!r} is not installed ({missing}); "
                 f"pip install 'brokerkit[{cfg.type}]'")
             return _Entry(cfg, None, health, cfg.institution or cfg.type)
         institution = cfg.institution or cls.institution or cfg.type

@@ -129,3 +129,14 @@ def test_process_wide_service_is_one_object():
         assert get_brokerage_service() is get_brokerage_service()
     finally:
         reset_brokerage_service()
+
+
+def test_a_connection_type_whose_adapter_is_missing_is_down_with_a_clear_error():
+    svc = make_service(paper("good"), ConnectionConfig(name="tx", type="tradestation"))
+    try:
+        by_name = {c["name"]: c for c in svc.get_status()["connections"]}
+        assert by_name["good"]["status"] == "connected"
+        assert by_name["tx"]["status"] == "down"
+        assert "not available in this brokerkit version" in by_name["tx"]["last_error"]
+    finally:
+        svc.close()
