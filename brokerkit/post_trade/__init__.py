@@ -9,7 +9,15 @@
 
 from __future__ import annotations
 
-from .reconcile import COLUMNS, STATUSES, UNEXPLAINED, reconcile, reconcile_reference
+from .reconcile import (
+    COLUMNS,
+    RECONCILIATION,
+    STATUSES,
+    UNEXPLAINED,
+    Tolerance,
+    reconcile,
+    reconcile_reference,
+)
 from .settlement import (
     cash_ladder,
     good_faith_violations,
@@ -18,6 +26,6 @@ from .settlement import (
     with_settlement,
 )
 
-__all__ = ["COLUMNS", "STATUSES", "UNEXPLAINED", "cash_ladder", "good_faith_violations",
-           "reconcile", "reconcile_reference", "settlement_dates", "settlement_status",
-           "with_settlement"]
+__all__ = ["COLUMNS", "RECONCILIATION", "STATUSES", "UNEXPLAINED", "Tolerance", "cash_ladder",
+           "good_faith_violations", "reconcile", "reconcile_reference", "settlement_dates",
+           "settlement_status", "with_settlement"]

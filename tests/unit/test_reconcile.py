@@ -1,121 +1,223 @@
-"""Reconciliation classes, each from a minimal case and not from its neighbour."""
+"""Reconciliation classes, each from a minimal case and not from its neighbour; explanations;
+the vectorized frame against the row-by-row reference on random inputs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brokerkit import frames
+from brokerkit.errors import SchemaError
 from brokerkit.post_trade import COLUMNS, reconcile, reconcile_reference
+from brokerkit.post_trade.reconcile import Tolerance
 
-T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+SNAPSHOT = datetime(2026, 11, 20, 14, 3, 0, tzinfo=UTC)
 
 
 def book(*rows: tuple) -> pd.DataFrame:
     return pd.DataFrame([{"connection": c, "account": a, "instrument": i, "quantity": q,
-                          "symbol": i.split(":")[1], "asset_class": ac, "currency": "USD"}
+                          "symbol": (i or ":").split(":")[1], "asset_class": ac,
+                          "currency": "USD", "avg_cost": 9.0}
                          for c, a, i, q, ac in rows],
                         columns=["connection", "account", "instrument", "quantity", "symbol",
-                                 "asset_class", "currency"])
+                                 "asset_class", "currency", "avg_cost"])
 
 
-def broker(*rows: tuple) -> pd.DataFrame:
+def broker(*rows: tuple, price: float = 10.0) -> pd.DataFrame:
     return frames.make(frames.POSITIONS, [
         {"connection": c, "account": a, "instrument": i, "symbol": i.split(":")[1],
-         "asset_class": ac, "quantity": q, "market_price": 10.0, "market_value": q * 10.0,
-         "currency": "USD", "as_of": T0} for c, a, i, q, ac in rows])
+         "asset_class": ac, "quantity": q, "market_price": price, "market_value": q * price,
+         "currency": "USD", "as_of": SNAPSHOT} for c, a, i, q, ac in rows])
 
 
-def status_of(df: pd.DataFrame, instrument: str) -> str:
-    return df.set_index("instrument").loc[instrument, "status"]
+def row(df: pd.DataFrame, instrument: str = "STK:X") -> pd.Series:
+    return df.set_index("instrument").loc[instrument]
 
 
-def test_output_has_the_documented_columns():
-    out = reconcile(book(("c", "A", "STK:X", 1, "equity")), broker())
-    assert list(out.columns) == COLUMNS
+def fill(fill_id: str, side: str, qty: float, when: datetime, price: float = 101.2,
+         instrument: str = "STK:X") -> dict:
+    return {"connection": "c", "account": "A", "fill_id": fill_id, "instrument": instrument,
+            "side": side, "quantity": qty, "price": price, "executed_at": when}
+
+
+def test_output_has_the_documented_columns_even_when_empty():
+    assert list(reconcile(book(("c", "A", "STK:X", 1, "equity")), broker()).columns) == COLUMNS
+    empty = reconcile(book(), broker())
+    assert list(empty.columns) == COLUMNS and empty.empty
 
 
 @pytest.mark.parametrize(("book_q", "broker_q", "expected"), [
     (10, 10, "MATCH"),
-    (10, 10.0000001, "MATCH"),          # fractional-share float noise
     (10, 11, "QUANTITY_BREAK"),
     (10, None, "MISSING_AT_BROKER"),
     (None, 10, "UNKNOWN_TO_BOOK"),
-    (None, 0.0000001, "MATCH"),          # dust the book need not hold
+    (0, None, "MATCH"),  # a flat book row and no broker row agree
 ])
 def test_each_class_from_a_minimal_case(book_q, broker_q, expected):
     b = book(("c", "A", "STK:X", book_q, "equity")) if book_q is not None else book()
     r = broker(("c", "A", "STK:X", broker_q, "equity")) if broker_q is not None else broker()
-    out = reconcile(b, r)
-    assert status_of(out, "STK:X") == expected
+    assert row(reconcile(b, r))["status"] == expected
 
 
-def test_crypto_dust_tolerance_is_tighter_than_equities():
-    out = reconcile(book(("c", "A", "CRYPTO:BTC/USD", 1.0, "crypto")),
-                    broker(("c", "A", "CRYPTO:BTC/USD", 1.000001, "crypto")))
-    assert status_of(out, "CRYPTO:BTC/USD") == "QUANTITY_BREAK"
-    loose = reconcile(book(("c", "A", "CRYPTO:BTC/USD", 1.0, "crypto")),
-                      broker(("c", "A", "CRYPTO:BTC/USD", 1.000001, "crypto")),
-                      tolerances={"crypto": 1e-5})
-    assert status_of(loose, "CRYPTO:BTC/USD") == "MATCH"
+def test_quantities_of_repeated_keys_are_summed_and_a_missing_account_is_blank():
+    b = book(("c", None, "STK:X", 4, "equity"), ("c", None, "STK:X", 6, "equity"))
+    out = reconcile(b, broker(("c", "", "STK:X", 10, "equity")))
+    assert len(out) == 1 and row(out)["status"] == "MATCH" and row(out)["account"] == ""
 
 
-def test_break_reports_quantity_and_value_differences():
-    out = reconcile(book(("c", "A", "STK:X", 10, "equity")),
-                    broker(("c", "A", "STK:X", 12, "equity"))).iloc[0]
-    assert out["quantity_diff"] == 2 and out["value_diff"] == 20 and out["price"] == 10
+def test_fractional_share_dust_matches_but_a_real_fraction_breaks():
+    b = book(("c", "A", "STK:X", 10, "equity"))
+    assert row(reconcile(b, broker(("c", "A", "STK:X", 10.0000004, "equity"))))["status"] \
+        == "MATCH"
+    assert row(reconcile(b, broker(("c", "A", "STK:X", 10.5, "equity"))))["status"] \
+        == "QUANTITY_BREAK"
 
 
-def test_a_fill_booked_after_the_broker_snapshot_explains_the_difference():
-    fills = frames.make(frames.FILLS, [{"connection": "c", "account": "A", "fill_id": "F1",
-                                        "instrument": "STK:X", "side": "buy", "quantity": 3,
-                                        "price": 10, "executed_at": T0}])
-    out = reconcile(book(("c", "A", "STK:X", 13, "equity")),
-                    broker(("c", "A", "STK:X", 10, "equity")), fills_after=fills).iloc[0]
-    assert out["status"] == "EXPLAINED" and "F1" in out["explanation"]
-    wrong = reconcile(book(("c", "A", "STK:X", 14, "equity")),
-                      broker(("c", "A", "STK:X", 10, "equity")), fills_after=fills).iloc[0]
-    assert wrong["status"] == "QUANTITY_BREAK"
+def test_crypto_dust_is_tighter_than_equities_and_tolerances_are_overridable():
+    b = book(("c", "A", "CRYPTO:BTC/USD", 1.0, "crypto"))
+    r = broker(("c", "A", "CRYPTO:BTC/USD", 1.000001, "crypto"))
+    assert row(reconcile(b, r), "CRYPTO:BTC/USD")["status"] == "QUANTITY_BREAK"
+    assert row(reconcile(b, r, tolerances={"crypto": 1e-5}), "CRYPTO:BTC/USD")["status"] \
+        == "MATCH"
+    relative = reconcile(b, r, tolerances={"crypto": Tolerance(relative=1e-5)})
+    assert row(relative, "CRYPTO:BTC/USD")["status"] == "MATCH"
 
 
-def test_an_open_order_filled_at_the_broker_explains_the_difference():
-    orders = frames.make(frames.ORDERS, [{"connection": "c", "account": "A", "order_id": "O9",
-                                          "instrument": "STK:X", "side": "sell",
-                                          "quantity": 10, "filled_quantity": 4,
-                                          "status": "PARTIALLY_FILLED"}])
-    out = reconcile(book(("c", "A", "STK:X", 10, "equity")),
-                    broker(("c", "A", "STK:X", 6, "equity")), open_orders=orders).iloc[0]
-    assert out["status"] == "EXPLAINED" and "O9" in out["explanation"]
+def test_options_have_no_tolerance():
+    b = book(("c", "A", "OPT:X", 1, "option"))
+    assert row(reconcile(b, broker(("c", "A", "OPT:X", 1.000001, "option"))),
+               "OPT:X")["status"] == "QUANTITY_BREAK"
+
+
+def test_break_reports_quantity_and_value_differences_with_the_multiplier():
+    out = row(reconcile(book(("c", "A", "STK:X", 10, "equity")),
+                        broker(("c", "A", "STK:X", 12, "equity"))))
+    assert (out["quantity_diff"], out["price"], out["value_diff"]) == (2, 10, 20)
+    option = frames.make(frames.POSITIONS, [{
+        "connection": "c", "account": "A", "instrument": "OPT:X", "asset_class": "option",
+        "quantity": 3, "market_price": 2.0, "market_value": 600.0, "as_of": SNAPSHOT}])
+    out = row(reconcile(book(("c", "A", "OPT:X", 1, "option")), option), "OPT:X")
+    assert out["value_diff"] == 2 * 2.0 * 100
+
+
+def test_given_prices_value_a_position_the_broker_does_not_hold():
+    b = book(("c", "A", "STK:X", 10, "equity"))
+    assert np.isnan(row(reconcile(b, broker()))["value_diff"])
+    out = row(reconcile(b, broker(), prices={"STK:X": 7.5}))
+    assert out["price"] == 7.5 and out["value_diff"] == -75
+
+
+def test_a_fill_executed_after_the_snapshot_explains_the_difference():
+    fills = frames.make(frames.FILLS, [fill("F123", "buy", 10, SNAPSHOT.replace(second=5))])
+    out = row(reconcile(book(("c", "A", "STK:X", 13, "equity")),
+                        broker(("c", "A", "STK:X", 3, "equity")), fills_after=fills))
+    assert out["status"] == "EXPLAINED"
+    assert out["explanation"] == \
+        "fill F123 (buy 10 @ 101.2) at 14:03:05 after broker snapshot 14:03:00"
+
+
+def test_a_fill_that_does_not_close_the_gap_leaves_a_break_that_names_it():
+    fills = frames.make(frames.FILLS, [fill("F1", "buy", 3, SNAPSHOT.replace(second=5))])
+    out = row(reconcile(book(("c", "A", "STK:X", 14, "equity")),
+                        broker(("c", "A", "STK:X", 10, "equity")), fills_after=fills))
+    assert out["status"] == "QUANTITY_BREAK" and out["explanation"].startswith("not closed by")
+
+
+def test_a_fill_executed_before_the_snapshot_explains_nothing():
+    fills = frames.make(frames.FILLS, [fill("F0", "buy", 3, SNAPSHOT.replace(minute=0))])
+    out = row(reconcile(book(("c", "A", "STK:X", 13, "equity")),
+                        broker(("c", "A", "STK:X", 10, "equity")), fills_after=fills))
+    assert out["status"] == "QUANTITY_BREAK" and "F0" not in out["explanation"]
+
+
+def test_a_fill_explains_a_position_bought_after_the_snapshot_of_the_account():
+    fills = frames.make(frames.FILLS, [fill("F7", "buy", 5, SNAPSHOT.replace(second=9),
+                                            instrument="STK:NEW")])
+    out = reconcile(book(("c", "A", "STK:X", 1, "equity"), ("c", "A", "STK:NEW", 5, "equity")),
+                    broker(("c", "A", "STK:X", 1, "equity")), fills_after=fills)
+    assert row(out, "STK:NEW")["status"] == "EXPLAINED"
+
+
+def test_an_open_order_explains_only_what_it_closes():
+    def orders(filled: float, side: str = "sell") -> pd.DataFrame:
+        return frames.make(frames.ORDERS, [{
+            "connection": "c", "account": "A", "order_id": "O9", "instrument": "STK:X",
+            "side": side, "quantity": 10, "filled_quantity": filled, "avg_fill_price": 10.5,
+            "status": "PARTIALLY_FILLED"}])
+
+    b, r = book(("c", "A", "STK:X", 10, "equity")), broker(("c", "A", "STK:X", 6, "equity"))
+    out = row(reconcile(b, r, open_orders=orders(4)))
+    assert out["status"] == "EXPLAINED"
+    assert out["explanation"] == ("open order O9 (sell 10, 4 filled @ 10.5) executed at the "
+                                  "broker, not yet in the book")
+    assert row(reconcile(b, r, open_orders=orders(3)))["status"] == "QUANTITY_BREAK"
+    assert row(reconcile(b, r, open_orders=orders(4, "buy")))["status"] == "QUANTITY_BREAK"
+    assert row(reconcile(b, r, open_orders=orders(0)))["status"] == "QUANTITY_BREAK"
 
 
 def test_a_connection_that_could_not_be_read_is_unknown_not_missing():
     out = reconcile(book(("down", "A", "STK:X", 10, "equity"),
                          ("up", "B", "STK:Y", 5, "equity")),
                     broker(("up", "B", "STK:Y", 5, "equity")), failed={"down": "timed out"})
-    row = out.set_index("connection").loc["down"]
-    assert row["status"] == "UNKNOWN" and "timed out" in row["explanation"]
-    assert pd.isna(row["broker_quantity"]) and pd.isna(row["quantity_diff"])
-    assert status_of(out, "STK:Y") == "MATCH"
+    down = row(out, "STK:X")
+    assert down["status"] == "UNKNOWN" and "timed out" in down["explanation"]
+    assert down["book_quantity"] == 10 and np.isnan(down["broker_quantity"])
+    assert np.isnan(down["quantity_diff"]) and np.isnan(down["value_diff"])
+    assert row(out, "STK:Y")["status"] == "MATCH"
 
 
-_rows = st.lists(st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(["A", "B"]),
-                           st.sampled_from(["STK:X", "STK:Y", "CRYPTO:BTC/USD"]),
-                           st.sampled_from([0.0, 1.0, 2.5, 1e-9, 10.0])), max_size=12)
+def test_bad_input_names_the_frame_and_the_column():
+    with pytest.raises(SchemaError, match=r"book frame is missing columns \['quantity'\]"):
+        reconcile(book().drop(columns="quantity"), broker())
+    with pytest.raises(SchemaError, match="instrument"):
+        reconcile(book(("c", "A", None, 1, "equity")), broker())
+    with pytest.raises(TypeError, match="'equity'"):
+        reconcile(book(), broker(), tolerances={"equity": "tight"})
 
 
-@given(_rows, _rows, st.sets(st.sampled_from(["c1", "c2"]), max_size=1))
-def test_vectorized_and_row_by_row_agree(book_rows, broker_rows, down):
-    def ac(i: str) -> str:
-        return "crypto" if i.startswith("CRYPTO") else "equity"
+# -- property: vectorized == row by row -----------------------------------------------------
 
-    b = book(*[(c, a, i, q, ac(i)) for c, a, i, q in book_rows])
-    r = broker(*[(c, a, i, q, ac(i)) for c, a, i, q in broker_rows if c not in down])
-    failed = {c: "down" for c in down}
-    fast = reconcile(b, r, failed=failed)
-    slow = reconcile_reference(b, r, failed=failed)
-    got = {(x.connection, x.account, x.instrument): x.status for x in fast.itertuples()}
-    assert got == slow
+_QTY = st.sampled_from([0.0, 1.0, 2.5, 1e-9, 3e-7, 10.0, -4.0])
+_INST = st.sampled_from(["STK:X", "STK:Y", "CRYPTO:BTC/USD", "OPT:Z"])
+_KEY = st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(["A", "B"]), _INST)
+_AC = {"STK": "equity", "CRYPTO": "crypto", "OPT": "option"}
+
+
+def _ac(instrument: str) -> str:
+    return _AC[instrument.split(":")[0]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_KEY, _QTY), max_size=10), st.lists(st.tuples(_KEY, _QTY),
+                                                              max_size=10),
+       st.lists(st.tuples(_KEY, st.sampled_from(["buy", "sell"]), _QTY, st.booleans()),
+                max_size=4),
+       st.lists(st.tuples(_KEY, st.sampled_from(["buy", "sell"]), _QTY), max_size=3),
+       st.sets(st.sampled_from(["c1", "c2"]), max_size=1))
+def test_vectorized_and_row_by_row_agree(book_rows, broker_rows, fill_rows, order_rows, down):
+    b = book(*[(*k, q, _ac(k[2])) for k, q in book_rows])
+    r = broker(*[(*k, q, _ac(k[2])) for k, q in broker_rows if k[0] not in down])
+    fills = frames.make(frames.FILLS, [
+        {"connection": k[0], "account": k[1], "instrument": k[2], "fill_id": f"F{n}",
+         "side": side, "quantity": abs(q), "price": 1.0,
+         "executed_at": SNAPSHOT.replace(second=30 if later else 0)}
+        for n, (k, side, q, later) in enumerate(fill_rows)])
+    orders = frames.make(frames.ORDERS, [
+        {"connection": k[0], "account": k[1], "instrument": k[2], "order_id": f"O{n}",
+         "side": side, "quantity": 10.0, "filled_quantity": abs(q)}
+        for n, (k, side, q) in enumerate(order_rows)])
+    kw = {"failed": {c: "down" for c in down}, "fills_after": fills, "open_orders": orders}
+    fast = reconcile(b, r, **kw).astype({c: object for c in ("connection", "account",
+                                                             "instrument", "status")})
+    slow = reconcile_reference(b, r, **kw)
+    both = fast.merge(slow, on=["connection", "account", "instrument"], how="outer",
+                      suffixes=("", "_ref"), indicator=True)
+    assert (both["_merge"] == "both").all()
+    assert both["status"].tolist() == both["status_ref"].tolist()
+    for col in ("book_quantity", "broker_quantity", "quantity_diff", "value_diff"):
+        np.testing.assert_allclose(both[col], both[f"{col}_ref"], equal_nan=True)

@@ -3,6 +3,7 @@ and good-faith violations."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -53,6 +54,27 @@ def test_settlement_dates_follow_the_market_rules(trade, instrument, asset_class
     assert settle(fill(trade, instrument, asset_class, currency)) == [expected]
 
 
+@pytest.mark.parametrize(("calendar", "day", "is_session"), [
+    ("XNYS", "2024-05-27", False),  # Memorial Day
+    ("XNYS", "2026-11-26", False),  # Thanksgiving
+    ("XNYS", "2026-11-27", True),   # the half day after it
+    ("XNYS", "2026-12-25", False),
+    ("XLON", "2026-08-31", False),  # summer bank holiday
+    ("XFRA", "2026-05-01", False),  # Labour Day (also a TARGET holiday)
+    ("XTSE", "2026-07-01", False),  # Canada Day
+    ("XNYS", "2026-07-01", True),
+])
+def test_the_calendar_facts_these_tests_rely_on(calendar, day, is_session):
+    xcals = pytest.importorskip("exchange_calendars")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert xcals.get_calendar(calendar).is_session(day) is is_session
+
+
+def test_old_trade_dates_widen_the_calendar_instead_of_landing_on_its_first_day():
+    assert settle(fill("1999-12-30")) == ["2000-01-03"]  # T+2: NYSE opened on 1999-12-31
+
+
 def test_mixed_frame_is_settled_in_one_call_in_row_order():
     got = settle(fill("2026-11-20"), fill("2026-11-22", "CRYPTO:BTC/USD", "crypto"),
                  fill("2024-05-24"), fill("2026-08-28", "STK:VOD@LSE", currency="GBP"))
@@ -63,6 +85,14 @@ def test_status_is_pending_until_the_settle_date():
     df = with_settlement(frames.make(frames.FILLS, [fill("2026-11-20")]))
     assert settlement_status(df, "2026-11-20").tolist() == ["pending"]
     assert settlement_status(df, "2026-11-23").tolist() == ["settled"]
+    assert settlement_status(df, pd.Timestamp("2026-11-23T01:00", tz="UTC")).tolist() \
+        == ["settled"]
+
+
+def test_a_fill_without_trade_date_has_unknown_settlement():
+    df = frames.make(frames.FILLS, [fill("2026-11-20"), {**fill("2026-11-20"),
+                                                         "trade_date": None}])
+    assert settlement_status(df, "2026-11-30").tolist() == ["settled", "unknown"]
 
 
 def test_cash_ladder_projects_settled_cash_by_date():
@@ -82,6 +112,21 @@ def test_cash_ladder_projects_settled_cash_by_date():
     gbp = ladder[ladder["currency"] == "GBP"].reset_index(drop=True)
     assert gbp["date"].dt.strftime("%Y-%m-%d").tolist() == ["2026-11-20", "2026-11-24"]
     assert gbp["settled_cash"].tolist() == [300, 200]
+
+
+def test_cash_ladder_includes_currencies_without_a_balance_and_fees_in_their_currency():
+    fills = frames.make(frames.FILLS, [
+        fill("2026-11-22", "CRYPTO:BTC/EUR", "crypto", "EUR", side="sell", quantity=1,
+             price=50_000, fee=0.001, fee_currency="BTC", fill_id="x1")])
+    balances = frames.make(frames.BALANCES, [
+        {"connection": "c", "account": "A", "currency": "USD", "settled_cash": 10}])
+    ladder = cash_ladder(fills, balances, as_of="2026-11-21")
+    last = ladder.groupby("currency").last()
+    assert last.loc["EUR", "settled_cash"] == 50_000 and last.loc["EUR", "unsettled"] == 0
+    assert last.loc["BTC", "settled_cash"] == -0.001
+    assert last.loc["USD", "settled_cash"] == 10
+    assert cash_ladder(fills, balances, as_of="2026-11-22").groupby("currency").size()\
+        .to_dict() == {"USD": 1}  # settled by then: already in the balances
 
 
 def _gfv_fills(sell_day: str) -> pd.DataFrame:
@@ -106,6 +151,19 @@ def test_no_violation_once_the_funds_settled_or_in_a_margin_account_or_with_cash
     margin = good_faith_violations(_gfv_fills("2026-11-16"), {("c", "A"): 0.0},
                                    {("c", "A"): "margin"})
     assert margin.empty
-    paid_in_cash = good_faith_violations(_gfv_fills("2026-11-16"), {("c", "A"): 5000.0},
+    balances = frames.make(frames.BALANCES, [
+        {"connection": "c", "account": "A", "currency": "USD", "settled_cash": 5000.0}])
+    paid_in_cash = good_faith_violations(_gfv_fills("2026-11-16"), balances,
                                          {("c", "A"): "cash"})
     assert paid_in_cash.empty
+
+
+def test_a_violation_names_the_sale_that_funded_the_buy():
+    v = good_faith_violations(_gfv_fills("2026-11-16"), {("c", "A"): 0.0}, {"A": "cash"})
+    assert v.loc[0, "funded_by"] == "s0"
+    assert v.loc[0, "funds_settle"] == pd.Timestamp("2026-11-17")
+
+
+def test_an_unknown_account_type_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="'ira'"):
+        good_faith_violations(_gfv_fills("2026-11-16"), {}, {("c", "A"): "ira"})
