@@ -140,3 +140,29 @@ def test_a_connection_type_whose_adapter_is_missing_is_down_with_a_clear_error()
         assert "not available in this brokerkit version" in by_name["tx"]["last_error"]
     finally:
         svc.close()
+
+
+def test_rotating_a_secret_reconnects_the_connections_that_use_it():
+    import time as _time
+
+    from brokerkit.secrets import get_secret_store
+
+    store = get_secret_store()
+    store.set("paper_token", "first-value-123", store="file")
+    uses = ConnectionConfig(name="uses", type="paper", secrets={"token": "paper_token"})
+    svc = make_service(uses, paper("other"))
+    try:
+        svc.connect()
+        before_uses, before_other = svc.adapter("uses"), svc.adapter("other")
+        assert before_uses.secrets["token"].reveal() == "first-value-123"
+        store.rotate("paper_token", "second-value-456")
+        deadline = _time.monotonic() + 5
+        while svc.adapter("uses") is before_uses and _time.monotonic() < deadline:
+            _time.sleep(0.02)
+        fresh = svc.adapter("uses")
+        assert fresh is not before_uses and fresh.secrets["token"].reveal() == "second-value-456"
+        assert svc.adapter("other") is before_other
+        assert svc.health("uses").status == "connected"
+        assert "second-value-456" not in repr(svc) and "second-value-456" not in repr(fresh)
+    finally:
+        svc.close()
