@@ -15,6 +15,7 @@
     brokerkit reconcile --adopt CONN --reason T   open the book from a broker's positions
     brokerkit reconcile --sync RUN --reason T     adopt the broker's view for a run's breaks
     brokerkit sandbox [--json]       serve the sandbox on loopback until interrupted
+    brokerkit serve [--host H] [--port P] [--show]   the dashboard (Panel), 127.0.0.1 by default
 
 Exit status: 0 on success, 1 when a command ran but found a problem (a connection down), 2 on
 bad usage or configuration.
@@ -309,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="adopt the broker's view for the unexplained breaks of a run")
     sp.add_argument("--reason", help="why the book changes (recorded in the audit log)")
 
+    sp = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
+    from .serve import add_arguments as serve_arguments
+
+    serve_arguments(sp)
+
     sp = sub.add_parser("sandbox", help="serve the sandbox brokers on loopback")
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object (servers, addresses, demo credentials) first")
@@ -324,6 +330,12 @@ def _version() -> str:
     return __version__
 
 
+def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
+    from .serve import cmd_serve as serve
+
+    return serve(args, out)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "status": cmd_status,
     "balances": cmd_balances,
@@ -335,6 +347,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "resume": cmd_resume,
     "state": cmd_state,
     "reconcile": cmd_reconcile,
+    "serve": cmd_serve,
 }
 
 

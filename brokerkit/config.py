@@ -20,6 +20,7 @@ the book URL. A bad file raises `ConfigError` naming the file, the key and what 
 
     [risk]      # read by brokerkit.execution
     [routing]   # read by brokerkit.execution
+    [serve]     # read by brokerkit.serve: users, roles, password hashes
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class Settings:
     risk: Mapping[str, Any] = field(default_factory=dict)
     routing: Mapping[str, Any] = field(default_factory=dict)
     sandbox: Mapping[str, Any] = field(default_factory=dict)
+    serve: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -177,7 +179,7 @@ class _Reader:
         return value
 
 
-_TOP = {"base_currency", "book", "connections", "fx", "risk", "routing", "sandbox"}
+_TOP = {"base_currency", "book", "connections", "fx", "risk", "routing", "sandbox", "serve"}
 _CONN = {"type", "institution", "options", "secrets", "accounts", "read_only", "enabled"}
 
 
@@ -236,5 +238,5 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
     return Settings(
         source=path, base_currency=base, book_url=book_url, connections=conns, fx_rates=rates,
         risk=r.table(data, "risk"), routing=r.table(data, "routing"),
-        sandbox=r.table(data, "sandbox"),
+        sandbox=r.table(data, "sandbox"), serve=r.table(data, "serve"),
     )

@@ -13,6 +13,12 @@ settings.register_profile("brokerkit", deadline=None,
 settings.load_profile("brokerkit")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main
+    thread for the rest of the session, which `asyncio.run` in other tests cannot share."""
+    items.sort(key=lambda item: item.get_closest_marker("ui") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")

@@ -134,7 +134,8 @@ class KillSwitch(runtime.Bridged):
                 if not adapter.capabilities.trading:
                     return
                 orders = await adapter.orders_async()
-                open_ = orders[orders["status"].map(lambda s: OrderStatus.parse(s).is_open)]
+                is_open = orders["status"].map(lambda s: OrderStatus.parse(s).is_open)
+                open_ = orders[is_open.astype(bool)]
                 for order_id in open_["order_id"]:
                     ack = await adapter.cancel_async(str(order_id))
                     report.canceled.append({"connection": name, "order_id": str(order_id),

@@ -24,6 +24,7 @@ pipeline's own cost per order is local work plus one journal write and one updat
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import math
@@ -364,7 +365,7 @@ class ExecutionService(runtime.Bridged):
         facts_row, quote, hours, (positions, balances), types, state = await asyncio.gather(
             self._facts(cache, adapter, intent.symbol), self._quote(cache, adapter, intent.symbol),
             self._hours(cache, adapter, intent.symbol), self._state(cache, adapter),
-            self._account_types(cache, adapter), self._trading_state())
+            self._account_types(cache, adapter), self._trading_state(fresh=preview))
         ac = chosen.asset_class
         if facts_row is not None:
             ac = intent.asset_class or AssetClass.parse(facts_row["asset_class"])
@@ -591,15 +592,17 @@ class ExecutionService(runtime.Bridged):
         """Run a book call on the service's own database thread: off the event loop, and
         always on the same thread, so its pooled connection stays warm."""
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
+        ctx = contextvars.copy_context()  # the acting user (book.acting_as) goes along
+        return loop.run_in_executor(self._db_thread,
+                                    functools.partial(ctx.run, fn, *args, **kwargs))
 
     # -- cached broker state ----------------------------------------------------------------
-    async def _trading_state(self) -> StateView:
+    async def _trading_state(self, fresh: bool = False) -> StateView:
         """The trading state for the checks, re-read at most every STATE_CHECK_TTL seconds.
         It only words the violations: the journal re-reads the state in the transaction that
         writes the order, so a halt from any process stops the very next order."""
         now = time.monotonic()
-        if self._state_view is None or now - self._state_at >= STATE_CHECK_TTL:
+        if fresh or self._state_view is None or now - self._state_at >= STATE_CHECK_TTL:
             self._state_view = await self._db(self.killswitch.state)
             self._state_at = now
         return StateView.of_view(self._state_view)

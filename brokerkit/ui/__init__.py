@@ -1,8 +1,17 @@
-"""Panel components (param-based `Viewer`s) over brokerkit's services.
+"""Panel components (param-based `Viewer`s) over brokerkit's services, and the dashboard.
+
+- `StatusView`: each connection's health, latency, last error; the total buying power.
+- `BalancesView`: balances by institution and account, with a buying power chart.
+- `PositionsView`: positions, filterable, paginated; exposure by asset class and currency.
+- `BlotterView`: the journal's orders and fills, live.
+- `KillSwitchView`: the trading state, its history; halt / reduce-only / resume by role.
+- `TicketView`: the order ticket: preview, place, confirm.
+- `create_app(role=...)`: all of them as the pages of the dashboard (`brokerkit serve`).
 
 Each renders in JupyterLab (after `pn.extension('tabulator')`) and under `panel serve`; the
 served app in `dashboards/` only arranges them. Nothing here talks to a broker SDK: components
-call the services' `*_async` methods, so a slow broker never blocks the server.
+await the services' `*_async` methods, so a slow broker never blocks the server. Names load on
+first use, so `import brokerkit.ui` does not import Panel.
 """
 
 from __future__ import annotations
@@ -10,9 +19,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["TicketView"]
+__all__ = ["BalancesView", "BlotterView", "BrokerkitApp", "KillSwitchView", "PositionsView",
+           "StatusView", "TicketView", "create_app"]
 
-_LAZY = {"TicketView": "brokerkit.ui.ticket"}
+_LAZY = {
+    "BalancesView": "brokerkit.ui.balances",
+    "BlotterView": "brokerkit.ui.blotter",
+    "BrokerkitApp": "brokerkit.ui.app",
+    "KillSwitchView": "brokerkit.ui.killswitch",
+    "PositionsView": "brokerkit.ui.positions",
+    "StatusView": "brokerkit.ui.status",
+    "TicketView": "brokerkit.ui.ticket",
+    "create_app": "brokerkit.ui.app",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,9 @@
 Fields edit an `OrderTicket`; **Preview** runs every pre-trade check and shows what passed and
 what failed, the estimated notional and the buying power after; **Place order** asks for
 confirmation, and only **Confirm** sends it. Any edit invalidates the preview.
+
+Given an `Access` (the session's user and role), **Confirm** checks again that the user may
+trade, and places the order as that user (`acting_as`), so the journal says who sent it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 import panel as pn
 import param
 
+from ..book.actor import acting_as
 from ..execution.ticket import OrderTicket
+from .auth import Access, NotAuthorized
 
 __all__ = ["TicketView", "render_preview", "render_result"]
 
@@ -62,8 +67,10 @@ class TicketView(pn.viewable.Viewer):
     ticket = param.ClassSelector(class_=OrderTicket)
     confirming = param.Boolean(default=False, doc="the confirmation prompt is showing")
 
-    def __init__(self, ticket: OrderTicket | None = None, **params: Any) -> None:
+    def __init__(self, ticket: OrderTicket | None = None, *, access: Access | None = None,
+                 **params: Any) -> None:
         super().__init__(ticket=ticket or OrderTicket(), **params)
+        self.access = access
         t = self.ticket
         self._form = pn.Param(
             t, parameters=["symbol", "side", "quantity", "notional", "order_type",
@@ -113,7 +120,16 @@ class TicketView(pn.viewable.Viewer):
 
     async def _on_confirm(self, _: Any) -> None:
         self._confirm_row.visible = False
-        await self.ticket.confirm_async()
+        if self.access is None:
+            await self.ticket.confirm_async()
+            return
+        try:
+            user = self.access.require("trade")
+        except NotAuthorized as exc:
+            self._result_pane.object = f"⛔ **NOT AUTHORIZED**\n\n{exc}"
+            return
+        with acting_as(user):
+            await self.ticket.confirm_async()
 
     async def _on_cancel(self, _: Any) -> None:
         self._confirm_row.visible = False

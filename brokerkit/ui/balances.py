@@ -1,0 +1,96 @@
+"""`BalancesView`: consolidated balances: buying power by institution and account, and a chart.
+
+Rows are `BrokerageService.balances_async()`'s (one per account and currency, with
+base-currency columns added); the chart sums buying power in the base currency per account,
+coloured by institution.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, NumeralTickFormatter
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
+
+from .live import LiveView
+
+if TYPE_CHECKING:
+    from ..service import BrokerageService
+
+__all__ = ["BALANCE_COLUMNS", "BalancesView", "bar_chart", "buying_power_by_account"]
+
+_MONEY = {"type": "money", "thousand": ",", "precision": 2}
+
+BALANCE_COLUMNS = ("institution", "connection", "account", "currency", "cash", "buying_power",
+                   "equity", "buying_power_base")
+
+
+def buying_power_by_account(balances: pd.DataFrame) -> pd.DataFrame:
+    """Buying power in the base currency summed per (institution, account), largest first."""
+    if balances.empty:
+        return pd.DataFrame(columns=["institution", "account", "buying_power_base"])
+    return (balances.groupby(["institution", "account"], as_index=False)["buying_power_base"]
+            .sum().sort_values("buying_power_base", ascending=False, ignore_index=True))
+
+
+def bar_chart(labels: list[str], values: list[float], title: str, *,
+              colors: list[str] | None = None, height: int = 260) -> Any:
+    """A horizontal bokeh bar chart of `values` by `labels`."""
+    colors = colors or [Category10_10[0]] * len(labels)
+    src = ColumnDataSource({"label": labels, "value": values, "color": colors})
+    fig = figure(y_range=list(reversed(labels)), height=height, title=title,
+                 sizing_mode="stretch_width", toolbar_location=None,
+                 tooltips=[("", "@label"), ("value", "@value{0,0.00}")])
+    fig.hbar(y="label", right="value", height=0.7, color="color", source=src)
+    fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
+    fig.x_range.start = min(0.0, *values) if values else 0.0
+    return fig
+
+
+class BalancesView(LiveView):
+    """Balances by institution and account, with a buying power chart; refreshes live."""
+
+    def __init__(self, service: BrokerageService | None = None, **params: Any) -> None:
+        params.setdefault("refresh_ms", 15000)
+        super().__init__(**params)
+        self._service = service
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=list(BALANCE_COLUMNS)), show_index=False, disabled=True,
+            groupby=["institution"], sizing_mode="stretch_width", css_classes=["balances-table"],
+            pagination="local", page_size=25,
+            formatters={c: _MONEY for c in ("cash", "buying_power", "equity",
+                                            "buying_power_base")})
+        self._chart = pn.pane.Bokeh(None, sizing_mode="stretch_width")
+        self._layout = pn.Column("### Balances", self._error_pane, self._chart, self._table,
+                                 sizing_mode="stretch_width")
+
+    @property
+    def service(self) -> BrokerageService:
+        if self._service is None:
+            from ..service import get_brokerage_service
+
+            self._service = get_brokerage_service()
+        return self._service
+
+    async def fetch_async(self) -> pd.DataFrame:
+        return await self.service.balances_async()
+
+    def show(self, data: pd.DataFrame) -> None:
+        cols = [c for c in BALANCE_COLUMNS if c in data.columns]
+        self._table.value = data[cols].reset_index(drop=True)
+        per = buying_power_by_account(data)
+        institutions = list(dict.fromkeys(per["institution"]))
+        palette = {inst: Category10_10[i % 10] for i, inst in enumerate(institutions)}
+        base = data["base_currency"].iloc[0] if "base_currency" in data and len(data) else ""
+        self._chart.object = bar_chart(
+            [f"{i} · {a}" for i, a in zip(per["institution"], per["account"], strict=True)],
+            [float(v) for v in per["buying_power_base"]],
+            f"Buying power by account ({base})",
+            colors=[palette[i] for i in per["institution"]],
+            height=max(160, 40 + 28 * len(per)))
+
+    def layout(self) -> pn.viewable.Viewable:
+        return self._layout
