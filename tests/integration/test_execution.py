@@ -331,3 +331,12 @@ def shared_ex(tmp_path_factory):
                risk={"duplicate_window_seconds": 0, "max_order_notional": 1_000_000})
     yield svc
     svc.brokerage.close()
+
+
+def test_the_acting_user_is_journaled_with_the_order(ex):
+    from brokerkit.book import acting_as
+
+    with acting_as("ada"):
+        r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
+    assert r.status is OrderStatus.FILLED
+    assert ex.book.get_order(r.client_order_id)["actor"] == "ada"
