@@ -60,7 +60,7 @@ from ..model import (
     TimeInForce,
     Violation,
 )
-from .base import Adapter, BrokerOrder, Capabilities
+from .base import Adapter, BrokerOrder, Capabilities, Options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,21 +175,10 @@ class AlpacaAdapter(Adapter):
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
                  ) -> None:
         super().__init__(config, secrets)
-        opts = dict(config.options)
-        where = f"connections.{config.name}.options"
-
-        def fail(key: str, value: Any, expected: str) -> ConfigError:
-            return ConfigError(f"is {value!r}", key=f"{where}.{key}", expected=expected)
-
-        unknown = sorted(set(opts) - _OPTIONS)
-        if unknown:
-            raise ConfigError("unknown option", key=f"{where}.{unknown[0]}",
-                              expected="one of " + ", ".join(sorted(_OPTIONS)))
-        for key in ("paper", "sandbox"):
-            if not isinstance(opts.get(key, False), bool):
-                raise fail(key, opts[key], "true or false")
-        self._paper: bool = opts.get("paper", True)
-        self._sandbox: bool = opts.get("sandbox", False)
+        opts = Options(config, _OPTIONS)
+        fail, where = opts.fail, opts.where
+        self._paper = opts.flag("paper", True)
+        self._sandbox = opts.flag("sandbox", False)
         for key in ("url", "data_url"):
             value = opts.get(key)
             if value is not None and not (isinstance(value, str) and _is_url(value)):
@@ -208,9 +197,6 @@ class AlpacaAdapter(Adapter):
         self._limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
         self._data_limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
         self._read_limiter = _read_limiter(opts, self._limiter, config.name)
-        if config.read_only:
-            self.capabilities = Capabilities(
-                trading=False, asset_classes=type(self).capabilities.asset_classes)
         self._trading: Any = None  # TradingClient for reads and cancels
         self._orders: Any = None  # TradingClient that sends orders: no retries
         self._stocks: Any = None

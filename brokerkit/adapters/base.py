@@ -29,14 +29,14 @@ Read-only adapters (statement imports) leave the trading methods alone: the base
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import runtime
-from ..errors import AdapterError
+from ..errors import AdapterError, ConfigError
 from ..model import AssetClass, OrderIntent, OrderStatus, OrderType, Violation
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..config import ConnectionConfig
     from ..secrets import Secret
 
-__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health"]
+__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,32 @@ class BrokerOrder:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+class Options(dict[str, Any]):
+    """A connection's options, checked against what its adapter takes: an unknown key or a
+    wrong value raises `ConfigError` naming `connections.<name>.options.<key>`."""
+
+    def __init__(self, config: ConnectionConfig, allowed: Collection[str]) -> None:
+        from ..config import COMMON_OPTIONS
+
+        super().__init__(config.options)
+        self.where = f"connections.{config.name}.options"
+        known = set(allowed) | COMMON_OPTIONS
+        unknown = sorted(set(self) - known)
+        if unknown:
+            raise ConfigError("unknown option", key=f"{self.where}.{unknown[0]}",
+                              expected="one of " + ", ".join(sorted(known)))
+
+    def fail(self, key: str, value: Any, expected: str) -> ConfigError:
+        """The error for option `key` holding `value` where `expected` was wanted."""
+        return ConfigError(f"is {value!r}", key=f"{self.where}.{key}", expected=expected)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, value, "true or false")
+        return value
+
+
 class Adapter(runtime.Bridged):
     """One connection to one institution. Subclass, set `institution` and `capabilities`, and
     implement the coroutine methods of the table in this module's docstring."""
@@ -103,6 +129,9 @@ class Adapter(runtime.Bridged):
         self.name = config.name
         self.secrets: Mapping[str, Secret] = dict(secrets or {})
         self.health = Health()
+        if config.read_only and self.capabilities.trading:  # this connection only reads
+            self.capabilities = Capabilities(
+                trading=False, asset_classes=type(self).capabilities.asset_classes)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.health.status}>"

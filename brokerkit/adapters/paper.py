@@ -27,10 +27,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import frames
-from ..config import COMMON_OPTIONS
 from ..errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
 from ..model import AssetClass, OrderIntent, OrderType
-from .base import Adapter, BrokerOrder, Capabilities
+from .base import Adapter, BrokerOrder, Capabilities, Options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PaperAdapter"]
 
-_OPTIONS = {"broker", "seed", "latency_ms", "fail_connect", "faults"} | COMMON_OPTIONS
+_OPTIONS = {"broker", "seed", "latency_ms", "fail_connect", "faults"}
 
 
 def _num(value: Any) -> float:
@@ -64,16 +63,8 @@ class PaperAdapter(Adapter):
         super().__init__(config, secrets)
         from ..sandbox.faults import FaultInjector
 
-        opts = dict(config.options)
-        where = f"connections.{config.name}.options"
-
-        def fail(key: str, value: Any, expected: str) -> ConfigError:
-            return ConfigError(f"is {value!r}", key=f"{where}.{key}", expected=expected)
-
-        unknown = sorted(set(opts) - _OPTIONS)
-        if unknown:
-            raise ConfigError("unknown option", key=f"{where}.{unknown[0]}",
-                              expected="one of " + ", ".join(sorted(_OPTIONS)))
+        opts = Options(config, _OPTIONS)
+        fail = opts.fail
         self._broker_name = opts.get("broker", "paper")
         if not isinstance(self._broker_name, str) or not self._broker_name:
             raise fail("broker", self._broker_name, "the name of a sandbox broker")
@@ -83,9 +74,7 @@ class PaperAdapter(Adapter):
         latency = opts.get("latency_ms", 0)
         if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
             raise fail("latency_ms", latency, "a number of milliseconds >= 0")
-        self._fail_connect = opts.get("fail_connect", False)
-        if not isinstance(self._fail_connect, bool):
-            raise fail("fail_connect", self._fail_connect, "true or false")
+        self._fail_connect = opts.flag("fail_connect", False)
         faults = opts.get("faults", {})
         if not isinstance(faults, Mapping):
             raise fail("faults", faults, "a table of endpoint -> settings")
@@ -94,10 +83,7 @@ class PaperAdapter(Adapter):
             if latency:
                 self._faults.set("*", latency_ms=float(latency))
         except ValueError as exc:
-            raise ConfigError(str(exc), key=f"{where}.faults") from None
-        if config.read_only:
-            self.capabilities = Capabilities(
-                trading=False, asset_classes=type(self).capabilities.asset_classes)
+            raise ConfigError(str(exc), key=f"{opts.where}.faults") from None
         self._connected = False
         self._accounts: list[str] = list(config.accounts)
 
