@@ -6,6 +6,8 @@
 - `BlotterView`: the journal's orders and fills, live.
 - `KillSwitchView`: the trading state, its history; halt / reduce-only / resume by role.
 - `TicketView`: the order ticket: preview, place, confirm.
+- `ReconciliationView`: the latest reconciliation run, breaks highlighted; run, sync selected.
+- `SettlementView`: pending settlements and the cash ladder.
 - `create_app(role=...)`: all of them as the pages of the dashboard (`brokerkit serve`).
 
 Each renders in JupyterLab (after `pn.extension('tabulator')`) and under `panel serve`; the
@@ -20,7 +22,7 @@ from importlib import import_module
 from typing import Any
 
 __all__ = ["BalancesView", "BlotterView", "BrokerkitApp", "KillSwitchView", "PositionsView",
-           "StatusView", "TicketView", "create_app"]
+           "ReconciliationView", "SettlementView", "StatusView", "TicketView", "create_app"]
 
 _LAZY = {
     "BalancesView": "brokerkit.ui.balances",
@@ -28,6 +30,8 @@ _LAZY = {
     "BrokerkitApp": "brokerkit.ui.app",
     "KillSwitchView": "brokerkit.ui.killswitch",
     "PositionsView": "brokerkit.ui.positions",
+    "ReconciliationView": "brokerkit.ui.reconcile",
+    "SettlementView": "brokerkit.ui.settlement",
     "StatusView": "brokerkit.ui.status",
     "TicketView": "brokerkit.ui.ticket",
     "create_app": "brokerkit.ui.app",

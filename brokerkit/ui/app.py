@@ -1,6 +1,7 @@
 """The dashboard: `create_app(role=...)` arranges brokerkit's components into pages.
 
-Pages: **Overview** (connection status and balances), **Positions**, **Trade** (order ticket,
+Pages: **Overview** (connection status and balances), **Positions**, **Reconciliation**,
+**Settlement**, **Trade** (order ticket,
 blotter, kill switch). What a page offers follows the role (`brokerkit.ui.auth`): a viewer
 sees no ticket and no kill-switch controls. `create_app()` returns a `Viewer`: in a notebook it
 shows the pages as tabs; `.servable()` under `panel serve` wraps them in a template. Build one
@@ -21,6 +22,8 @@ from .blotter import BlotterView
 from .killswitch import KillSwitchView
 from .live import LiveView, served
 from .positions import PositionsView
+from .reconcile import ReconciliationView
+from .settlement import SettlementView
 from .status import StatusView
 from .ticket import TicketView
 
@@ -51,6 +54,13 @@ class BrokerkitApp(pn.viewable.Viewer):
         self.positions = PositionsView(brokerage, autostart=False)
         self.blotter = BlotterView(book, autostart=False)
         self.killswitch = KillSwitchView(ks, access=access, autostart=False)
+        reconciler = None
+        if brokerage is not None or book is not None:
+            from ..post_trade.runs import Reconciler
+
+            reconciler = Reconciler(brokerage, book)
+        self.reconciliation = ReconciliationView(reconciler, access=access, autostart=False)
+        self.settlement = SettlementView(brokerage, autostart=False)
         self.ticket: TicketView | None = None
         if access.can("trade"):
             from ..execution.ticket import OrderTicket
@@ -65,10 +75,13 @@ class BrokerkitApp(pn.viewable.Viewer):
             "Overview": pn.Column(self.status, self.balances, sizing_mode="stretch_width"),
             "Positions": pn.Column(self.positions, sizing_mode="stretch_width"),
             "Trade": trade,
+            "Reconciliation": pn.Column(self.reconciliation, sizing_mode="stretch_width"),
+            "Settlement": pn.Column(self.settlement, sizing_mode="stretch_width"),
         }
         self._tabs = pn.Tabs(*self.pages.items(), dynamic=True, sizing_mode="stretch_width")
         self._page_views: list[list[LiveView]] = [
-            [self.status, self.balances], [self.positions], [self.killswitch, self.blotter]]
+            [self.status, self.balances], [self.positions], [self.killswitch, self.blotter],
+            [self.reconciliation], [self.settlement]]
         self._tabs.param.watch(self._on_page, "active")
         if served():
             pn.state.onload(self._start_first_page)

@@ -51,6 +51,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "halt": frozenset({"trader", "admin"}),
     "reduce_only": frozenset({"trader", "admin"}),
     "resume": frozenset({"admin"}),
+    "reconcile": frozenset({"trader", "admin"}),  # run a reconciliation, sync the book
 }
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1

@@ -99,3 +99,35 @@ def test_viewer_sees_no_ticket_and_cannot_halt(ui_page, serve_dashboard):
     expect(ui_page.locator(".btn-preview")).to_have_count(0)
     expect(ui_page.locator(".ks-halt")).to_be_hidden()
     expect(ui_page.locator(".ks-resume")).to_have_count(0)
+
+
+def test_reconciliation_break_made_in_the_sandbox_shows_highlighted(ui_page, dashboard):
+    from brokerkit.post_trade.runs import Reconciler
+    from brokerkit.service import get_brokerage_service
+
+    svc = get_brokerage_service()
+    rec = Reconciler(svc)
+    for name in svc.connections:
+        rec.adopt(name, reason="open the book")
+    svc.adapter("paper-us").broker.set_position("DEMO-MARGIN-1", "AAPL", "125", "190")
+    rec.run()
+    ui_page.goto(dashboard.url)
+    ui_page.locator(".bk-tab", has_text="Reconciliation").click()
+    expect(ui_page.locator(".recon-summary")).to_contain_text("1 unexplained",
+                                                              timeout=TIMEOUT_MS)
+    cell = ui_page.locator(".recon-table .tabulator-cell", has_text="QUANTITY_BREAK").first
+    expect(cell).to_be_visible(timeout=TIMEOUT_MS)
+    color = cell.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert color == "rgb(248, 215, 218)", color
+
+
+def test_settlement_page_shows_pending_settlements(ui_page, dashboard):
+    from brokerkit.execution.service import get_execution_service
+
+    result = get_execution_service().place_order(symbol="AAPL", side="buy", quantity=1)
+    assert result.ok, result.reason
+    ui_page.goto(dashboard.url)
+    ui_page.locator(".bk-tab", has_text="Settlement").click()
+    expect(ui_page.locator(".settlement-count")).to_contain_text("pending settlement",
+                                                                 timeout=TIMEOUT_MS)
+    expect(ui_page.locator(".settlement-table")).to_contain_text("AAPL")
