@@ -12,8 +12,9 @@ layer load only when something needs them.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -94,19 +95,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(import_module(module), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return import_module(f"brokerkit.{name}")
-    raise AttributeError(f"module 'brokerkit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*__all__, *_SUBMODULES])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, _SUBMODULES)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

@@ -13,6 +13,7 @@ The pipeline (`service`) and the kill switch are imported on first use.
 
 from __future__ import annotations
 
+from .._lazy import lazy_exports
 from .limits import EffectiveLimits, RiskLimits, parse_risk
 from .ratelimit import PRESETS, RateLimiter, Window, limiter_for
 from .risk import (
@@ -36,13 +37,6 @@ _LAZY = {
     "StateView": "brokerkit.execution.killswitch",
 }
 
-
-def __getattr__(name: str) -> object:
-    from importlib import import_module
-
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'brokerkit.execution' has no attribute {name!r}")
 
 __all__ = [
     "CHECKS",
@@ -73,3 +67,5 @@ __all__ = [
     "route",
     "run_checks",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

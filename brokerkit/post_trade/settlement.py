@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CURRENCY_CALENDARS", "GOOD_FAITH_COLUMNS", "LADDER_COLUMNS", "RULES", "Rule",
-           "cash_ladder", "good_faith_violations", "rule_for", "settlement_dates",
+           "cash_ladder", "good_faith_violations", "market_today", "rule_for", "settlement_dates",
            "settlement_status", "with_settlement"]
 
 
@@ -206,9 +206,22 @@ def with_settlement(fills: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Where "today" is taken when no `as_of` is given: trade and settle dates are market dates,
+#: and after midnight UTC it is still the previous day in New York for hours.
+MARKET_TIMEZONE = "America/New_York"
+
+
+def market_today() -> pd.Timestamp:
+    """Today's date in the market's time zone (MARKET_TIMEZONE), as a naive midnight."""
+    return pd.Timestamp.now(tz=MARKET_TIMEZONE).tz_localize(None).normalize()
+
+
 def _day(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
-    """`as_of` as a naive midnight (a tz-aware time is taken at its own date)."""
-    day = pd.Timestamp(pd.Timestamp.today() if as_of is None else as_of)
+    """`as_of` as a naive midnight (a tz-aware time is taken at its own date); the market's
+    today when None."""
+    if as_of is None:
+        return market_today()
+    day = pd.Timestamp(as_of)
     return day.tz_localize(None).normalize() if day.tzinfo else day.normalize()
 
 

@@ -18,8 +18,7 @@ first use, so `import brokerkit.ui` does not import Panel.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from .._lazy import lazy_exports
 
 __all__ = ["BalancesView", "BlotterView", "BrokerkitApp", "KillSwitchView", "PositionsView",
            "ReconciliationView", "SettlementView", "StatusView", "TicketView", "create_app"]
@@ -38,7 +37,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'brokerkit.ui' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -7,7 +7,7 @@ of each account and currency is charted date by date.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -26,15 +26,17 @@ PENDING_COLUMNS = ["settle_date", "trade_date", "connection", "account", "symbol
 
 
 def pending_settlements(fills: pd.DataFrame, as_of: datetime | None = None) -> pd.DataFrame:
-    """Fills that settle after `as_of` (default now), soonest first, with their cash amount
+    """Fills that settle after `as_of` (default: the market's today), soonest first, with their
+    cash amount
     (sales positive, buys negative, fees paid)."""
-    from ..post_trade.settlement import with_settlement
+    from ..post_trade.settlement import market_today, with_settlement
 
     if fills.empty:
         return pd.DataFrame(columns=PENDING_COLUMNS)
     f = with_settlement(fills)
-    when = pd.Timestamp(as_of or datetime.now(UTC))
-    day = (when.tz_convert(None) if when.tzinfo else when).normalize()
+    day = market_today() if as_of is None else (
+        pd.Timestamp(as_of).tz_convert(None) if pd.Timestamp(as_of).tzinfo
+        else pd.Timestamp(as_of)).normalize()
     f = f[f["settle_date"] > day]
     sign = f["side"].astype(str).str.lower().map({"sell": 1.0}).fillna(-1.0)
     amount = sign * f["quantity"] * f["price"] - f["fee"].fillna(0.0)
