@@ -22,12 +22,16 @@ from .errors import SchemaError
 
 __all__ = [
     "BALANCES",
+    "CURRENCY_EXPOSURE",
     "FILLS",
     "INSTRUMENTS",
+    "MARGIN",
     "ORDERS",
     "POSITIONS",
+    "POSITION_SUMMARY",
     "QUOTES",
     "SCHEMAS",
+    "WHAT_IF",
     "Column",
     "Schema",
     "concat",
@@ -95,6 +99,11 @@ POSITIONS = _schema(
     ("currency", "str", "currency of prices and values"),
     ("unrealized_pnl", "float", "market value minus cost"),
     ("as_of", "time", "snapshot time (UTC)"),
+    ("exchange", "str", "listing exchange or venue, when the broker says"),
+    ("multiplier", "float", "contract multiplier (1 for cash instruments; NaN if unknown)"),
+    ("expiry", "date", "expiry of options and futures (NaT otherwise)"),
+    ("strike", "float", "option strike (NaN otherwise)"),
+    ("right", "str", "option right, C or P (None otherwise)"),
 )
 
 ORDERS = _schema(
@@ -169,8 +178,85 @@ INSTRUMENTS = _schema(
     ("multiplier", "float", "contract multiplier (1 for cash instruments)"),
 )
 
+# -- margin analytics (brokers that compute margin: IBKR) -----------------------------------
+
+MARGIN = _schema(
+    "margin",
+    *_WHO,
+    ("account", "str", "account id"),
+    ("currency", "str", "the account's base currency: every amount of the row is in it"),
+    ("net_liquidation", "float", "net liquidation value"),
+    ("equity_with_loan", "float", "equity with loan value (what margin is measured against)"),
+    ("initial_margin", "float", "initial margin requirement now"),
+    ("maintenance_margin", "float", "maintenance margin requirement now"),
+    ("available_funds", "float", "equity with loan minus initial margin"),
+    ("excess_liquidity", "float", "equity with loan minus maintenance margin"),
+    ("cushion", "float", "excess liquidity as a fraction of net liquidation"),
+    ("buying_power", "float", "what the broker lets the account buy now"),
+    ("look_ahead_initial_margin", "float", "initial margin at the next margin change"),
+    ("look_ahead_maintenance_margin", "float", "maintenance margin at the next change"),
+    ("look_ahead_available_funds", "float", "available funds at the next change"),
+    ("look_ahead_excess_liquidity", "float", "excess liquidity at the next change"),
+    ("as_of", "time", "when the broker reported it (UTC)"),
+)
+
+WHAT_IF = _schema(
+    "what_if",
+    *_WHO,
+    ("account", "str", "account id"),
+    ("instrument", "str", "canonical instrument key"),
+    ("side", "str", "buy or sell"),
+    ("quantity", "float", "order quantity"),
+    ("currency", "str", "currency of the margin amounts (the account's base)"),
+    ("initial_margin_before", "float", "initial margin before the order"),
+    ("initial_margin_change", "float", "change of initial margin the order would make"),
+    ("initial_margin_after", "float", "initial margin after the order"),
+    ("maintenance_margin_before", "float", "maintenance margin before the order"),
+    ("maintenance_margin_change", "float", "change of maintenance margin"),
+    ("maintenance_margin_after", "float", "maintenance margin after the order"),
+    ("equity_with_loan_before", "float", "equity with loan before the order"),
+    ("equity_with_loan_change", "float", "change of equity with loan"),
+    ("equity_with_loan_after", "float", "equity with loan after the order"),
+    ("commission", "float", "estimated commission (NaN if the broker gave none)"),
+    ("commission_currency", "str", "currency of the commission"),
+    ("warning", "str", "the broker's warning text, if any"),
+)
+
+CURRENCY_EXPOSURE = _schema(
+    "currency_exposure",
+    *_WHO,
+    ("account", "str", "account id"),
+    ("currency", "str", "currency of the row's amounts"),
+    ("cash", "float", "cash balance in the currency"),
+    ("market_value", "float", "market value of positions priced in the currency (futures "
+                              "and FX pairs excluded: their exposure is in cash and P&L)"),
+    ("net_exposure", "float", "cash plus market value"),
+    ("fx_rate", "float", "units of base currency per unit of the currency"),
+    ("base_currency", "str", "the account's base currency"),
+    ("net_exposure_base", "float", "net exposure in the base currency"),
+    ("as_of", "time", "when the broker reported it (UTC)"),
+)
+
+POSITION_SUMMARY = _schema(
+    "position_summary",
+    *_WHO,
+    ("asset_class", "str", "asset class"),
+    ("currency", "str", "currency of the positions"),
+    ("exchange", "str", "listing exchange"),
+    ("positions", "float", "number of positions"),
+    ("long_value", "float", "market value of long positions, in currency"),
+    ("short_value", "float", "market value of short positions (negative), in currency"),
+    ("net_value", "float", "long plus short value, in currency"),
+    ("gross_value", "float", "long minus short value, in currency"),
+    ("base_currency", "str", "the base currency of the *_base columns"),
+    ("net_value_base", "float", "net value in the base currency"),
+    ("gross_value_base", "float", "gross value in the base currency"),
+    ("unrealized_pnl_base", "float", "unrealized P&L in the base currency"),
+)
+
 SCHEMAS: dict[str, Schema] = {
-    s.name: s for s in (BALANCES, POSITIONS, ORDERS, FILLS, QUOTES, INSTRUMENTS)
+    s.name: s for s in (BALANCES, POSITIONS, ORDERS, FILLS, QUOTES, INSTRUMENTS, MARGIN,
+                        WHAT_IF, CURRENCY_EXPOSURE, POSITION_SUMMARY)
 }
 
 _DTYPES: dict[str, Any] = {

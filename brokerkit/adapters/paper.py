@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import frames
 from ..errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
-from ..model import AssetClass, OrderIntent, OrderType
+from ..model import AssetClass, Instrument, OrderIntent, OrderType
 from .base import Adapter, BrokerOrder, Capabilities, Options
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 __all__ = ["PaperAdapter"]
 
 _OPTIONS = {"broker", "seed", "latency_ms", "fail_connect", "faults"}
+
+
+def _contract_columns(inst: Instrument, exchange: str) -> dict[str, Any]:
+    """The positions frame's contract columns (exchange, multiplier, expiry, strike, right)."""
+    return {"exchange": exchange or inst.exchange or None, "multiplier": float(inst.multiplier),
+            "expiry": inst.expiry, "strike": None if inst.strike is None else float(inst.strike),
+            "right": inst.right or None}
 
 
 def _num(value: Any) -> float:
@@ -165,7 +172,9 @@ class PaperAdapter(Adapter):
                  "asset_class": p.listing.asset_class.value, "quantity": p.quantity,
                  "avg_cost": p.avg_cost, "market_price": p.market_price,
                  "market_value": p.market_value, "currency": p.listing.currency,
-                 "unrealized_pnl": p.unrealized_pnl} for p in broker.positions(self._accounts)]
+                 "unrealized_pnl": p.unrealized_pnl,
+                 **_contract_columns(p.listing.instrument, p.listing.exchange)}
+                for p in broker.positions(self._accounts)]
         return frames.make(frames.POSITIONS, rows, connection=self.name,
                            institution=self._institution, as_of=now)
 
