@@ -159,6 +159,10 @@ class Sandbox(runtime.Bridged):
 
             self._servers["alpaca"] = await start_alpaca(self, host,
                                                          rate_limit=alpaca_rate_limit)
+        if "tws" not in self._servers:
+            from .tws import start_tws
+
+            self._servers["tws"] = await start_tws(self, host)
         return self.servers
 
     async def stop_servers_async(self) -> None:

@@ -1,0 +1,76 @@
+"""Fault injection for the TWS gateway.
+
+Settings that live in the sandbox broker's shared `FaultInjector` (so the control server's
+`POST /v1/faults {"broker": "ibkr", ...}` reaches them too):
+
+- endpoint "submit", `drop_after_accept` (True or a count): the gateway books the order (it
+  fills as usual) but drops the client's socket before sending any answer;
+- endpoint "tws" (or "*"), `latency_ms`: delay before each request is handled.
+
+Gateway-only switches (`server.faults`): `connectivity_lost()` / `connectivity_restored()`
+(errors 1100 and 1102 or 1101 to every session), `pacing_limit` (error 100 above that many
+messages per second per session), `drop_connections()`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..faults import FaultInjector
+    from .server import TwsGateway
+
+__all__ = ["GatewayFaults"]
+
+LOST = "Connectivity between IB and Trader Workstation has been lost."
+RESTORED_KEPT = "Connectivity between IB and Trader Workstation has been restored - data " \
+                "maintained."
+RESTORED_LOST = "Connectivity between IB and Trader Workstation has been restored - data lost."
+
+
+class GatewayFaults:
+    """The gateway's fault switches (see the module docstring)."""
+
+    def __init__(self, gateway: TwsGateway, pacing_limit: int | None = 50) -> None:
+        self._gw = gateway
+        self.pacing_limit = pacing_limit
+        self.connected = True
+
+    @property
+    def _injector(self) -> FaultInjector:
+        return self._gw.state.paper.faults
+
+    @property
+    def latency_ms(self) -> float:
+        return self._injector.settings("tws").latency_ms
+
+    @latency_ms.setter
+    def latency_ms(self, value: float) -> None:
+        self._injector.set("tws", latency_ms=float(value))
+
+    def drop_next_order(self, count: int = 1) -> None:
+        """Book the next `count` orders but drop the connection before answering."""
+        self._injector.set("submit", drop_after_accept=count)
+
+    drop_after_order = drop_next_order
+
+    def connectivity_lost(self) -> None:
+        """Send error 1100 to every session."""
+        self.connected = False
+        self._gw.broadcast_error(1100, LOST)
+
+    def connectivity_restored(self, data_lost: bool = False) -> None:
+        """Send 1102 (data maintained; ib_async then re-requests the account summary) or
+        1101 (data lost) to every session."""
+        self.connected = True
+        self._gw.broadcast_error(1101 if data_lost else 1102,
+                                 RESTORED_LOST if data_lost else RESTORED_KEPT)
+
+    def drop_connections(self, client_id: int | None = None) -> int:
+        """Abort the sockets of `client_id` (default: every session); returns how many."""
+        return self._gw.drop_sessions(client_id)
+
+    def clear(self) -> None:
+        self._injector.clear("submit")
+        self._injector.clear("tws")
+        self.connected = True
