@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 __all__ = ["IBKRAdapter", "contract_for", "instrument_of"]
 
 log = logging.getLogger(__name__)
+# ib_async logs every order error and cancel at ERROR with no handler of its own, so Python's
+# last-resort handler would print them on stderr (in notebooks too); brokerkit reports them in
+# its results. A handler configured by the application still receives them.
+logging.getLogger("ib_async").addHandler(logging.NullHandler())
 
 _OPTIONS = {"host", "port", "client_id", "sandbox", "account", "timeout", "reconnect",
             "fill_wait", "rate_limit"}
@@ -889,9 +893,11 @@ class IBKRAdapter(Adapter):
     def check_intent(self, intent: OrderIntent, instrument: Mapping[str, Any] | None
                      ) -> list[Violation]:
         """Base rules plus IB's: whole quantities, no notional amounts, no close-auction
-        time in force, a trailing stop needs an amount or a percentage."""
+        time in force."""
         out = super().check_intent(intent, instrument)
-        if intent.quantity is not None and intent.quantity != intent.quantity.to_integral():
+        if instrument is None and intent.quantity is not None \
+                and intent.quantity != intent.quantity.to_integral():
+            # with the instrument row, the pipeline's NOT_FRACTIONABLE check says it
             out.append(Violation("NOT_FRACTIONABLE", f"{self.name} takes whole quantities "
                                  f"through the TWS API; {intent.quantity} is fractional"))
         if intent.time_in_force not in _TIF:

@@ -58,6 +58,9 @@ _CURRENCIES = frozenset({
 })
 _FX = re.compile(r"([A-Z]{3})\.([A-Z]{3})")
 _OCC = re.compile(r"[A-Z][A-Z0-9.]{0,5} *\d{6}[CP]\d{8}")
+#: A future's local symbol: root, month code, year digit(s) (ESZ6, CLF27); no stock ticker
+#: takes this shape (tickers carry no digits in the US, and only digits in Asia).
+_FUTURE = re.compile(r"[A-Z]{1,3}[FGHJKMNQUVXZ]\d{1,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ def infer_asset_class(symbol: str, lookup: Lookup | None = None) -> AssetClass:
     """The asset class of `symbol`: `lookup(symbol)` when it knows, else read from the symbol.
 
     `BTC/USD` is crypto, `EUR.USD` (two ISO currencies) fx, `AAPL261218C00150000` (OCC,
-    spaces allowed) option, anything else equity.
+    spaces allowed) option, `ESZ6` (root, month code, year) future, anything else equity.
     """
     if lookup is not None:
         known = lookup(symbol)
@@ -192,6 +195,8 @@ def infer_asset_class(symbol: str, lookup: Lookup | None = None) -> AssetClass:
         return AssetClass.FX
     if _OCC.fullmatch(s):
         return AssetClass.OPTION
+    if _FUTURE.fullmatch(s):
+        return AssetClass.FUTURE
     return AssetClass.EQUITY
 
 

@@ -44,6 +44,9 @@ class OrderTicket(param.Parameterized):
     account = param.String(default=None, allow_None=True)
 
     preview_result = param.Parameter(default=None, doc="the latest Preview, or None")
+    margin_impact = param.Parameter(default=None, doc="the routed broker's what-if frame "
+                                    "(`frames.WHAT_IF`: margin before, change and after) for "
+                                    "the previewed order, when the broker computes one (IBKR)")
     result = param.Parameter(default=None, doc="the latest OrderResult, or None")
     busy = param.Boolean(default=False, doc="a preview or an order is on its way")
 
@@ -75,6 +78,7 @@ class OrderTicket(param.Parameterized):
         """Any edit makes the preview stale: it must be previewed again before confirming."""
         self._previewed = None
         self.preview_result = None
+        self.margin_impact = None
 
     @property
     def can_confirm(self) -> bool:
@@ -102,10 +106,29 @@ class OrderTicket(param.Parameterized):
             preview = await self.execution.preview_async(intent)
         finally:
             self.busy = False
+        impact = await self._margin_impact(intent, preview) if preview.ok else None
         if self.intent() == intent:  # not edited while we waited
             self._previewed = intent  # before the result: watchers read can_confirm
+            self.margin_impact = impact
             self.preview_result = preview
         return preview
+
+    async def _margin_impact(self, intent: dict[str, Any], preview: Preview) -> Any:
+        """The routed broker's what-if for the order (IBKR's margin preview), or None when
+        the broker has none or cannot answer now (the preview stands on its own)."""
+        if not preview.connection:
+            return None
+        from ..errors import BrokerkitError
+
+        try:
+            adapter = await self.execution.brokerage.connected_adapter_async(
+                preview.connection)
+            what_if = getattr(adapter, "what_if_async", None)
+            if what_if is None:
+                return None
+            return await what_if({**intent, "account": preview.account})
+        except BrokerkitError:
+            return None
 
     async def confirm_async(self) -> OrderResult:
         """Place the previewed order. Refused (REJECTED, nothing sent) unless `can_confirm`."""
@@ -126,6 +149,7 @@ class OrderTicket(param.Parameterized):
             self.busy = False
         self._previewed = None  # one confirmation, one order
         self.preview_result = None
+        self.margin_impact = None
         self.result = result
         return result
 

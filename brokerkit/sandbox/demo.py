@@ -126,8 +126,9 @@ class Sandbox(runtime.Bridged):
         return ()
 
     def embedded_connections(self) -> dict[str, ConnectionConfig]:
-        """The connections used when nothing is configured: the demo paper connections, and
-        alpaca-py talking to the sandbox's Alpaca server over loopback."""
+        """The connections used when nothing is configured: the demo paper connections,
+        alpaca-py talking to the sandbox's Alpaca server and ib_async to its TWS gateway,
+        over loopback."""
         conns = {c.name: ConnectionConfig(
                      name=c.name, type="paper", institution=c.institution,
                      options={"broker": DEFAULT_BROKER, "seed": self.seed},
@@ -136,6 +137,9 @@ class Sandbox(runtime.Bridged):
         conns["alpaca-paper"] = ConnectionConfig(
             name="alpaca-paper", type="alpaca", institution="Alpaca (sandbox)",
             options={"paper": True, "sandbox": True})
+        conns["ibkr-paper"] = ConnectionConfig(
+            name="ibkr-paper", type="ibkr", institution="Interactive Brokers (sandbox)",
+            options={"sandbox": True})
         return conns
 
     # -- servers --------------------------------------------------------------------------
@@ -211,10 +215,11 @@ def embedded_connections() -> dict[str, ConnectionConfig]:
 
 
 #: Where orders go when nothing is configured: US equities and ETFs to the US paper accounts,
-#: crypto and everything else to the global paper accounts (which hold the other currencies).
+#: crypto and FX to the global paper accounts (which hold the other currencies), options and
+#: futures to the sandbox's IBKR account.
 EMBEDDED_ROUTING: Mapping[str, str] = {
     "equity": "paper-us", "etf": "paper-us", "crypto": "paper-global", "fx": "paper-global",
-    "default": "paper-us",
+    "option": "ibkr-paper", "future": "ibkr-paper", "default": "paper-us",
 }
 
 

@@ -158,7 +158,8 @@ def test_routing_table_can_be_passed_parsed():
 @pytest.mark.parametrize(("symbol", "expected"), [
     ("BTC/USD", CR), ("eth/usdt", CR), ("EUR.USD", FX), ("GBP.JPY", FX),
     ("BRK.B", EQ), ("ABC.DEF", EQ), ("AAPL  261218C00150000", OPT), ("SPY240119P00450000", OPT),
-    ("AAPL", EQ), ("ESZ6", EQ),
+    ("AAPL", EQ), ("ESZ6", AssetClass.FUTURE), ("CLF27", AssetClass.FUTURE), ("7203", EQ),
+    ("GOOGL", EQ),
 ])
 def test_asset_class_is_inferred_from_the_symbol(symbol, expected):
     assert infer_asset_class(symbol) is expected

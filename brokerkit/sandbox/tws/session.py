@@ -13,7 +13,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from . import messages as m
 from .codec import FieldError, Fields, FrameBuffer, frame, parse_hello
@@ -314,8 +316,19 @@ class Session:
         self.send(m.contract_details_end(req_id))
 
     def _hours(self, c: TwsContract) -> str:
+        """Today's hours in the listing's time zone, as IB writes them: the whole day when
+        the sandbox market is always open, `CLOSED` when the session is shut today."""
         s = c.listing.session
-        day = self.state.market.now().strftime("%Y%m%d")
+        market = self.state.market
+        now = market.now().astimezone(ZoneInfo(s.tz))
+        day = now.strftime("%Y%m%d")
+        if market.always_open or s.kind == "24/7":
+            return f"{day}:0000-{(now + timedelta(days=1)):%Y%m%d}:0000"
+        if s.kind == "regular" and now.weekday() >= 5:
+            return f"{day}:CLOSED"
+        if s.kind == "24/5":
+            return f"{day}:0000-{(now + timedelta(days=1)):%Y%m%d}:0000" \
+                if s.is_open(now) else f"{day}:CLOSED"
         return f"{day}:{s.open:%H%M}-{day}:{s.close:%H%M}"
 
     def resolve(self, q_fields: Fields) -> TwsContract | None:
