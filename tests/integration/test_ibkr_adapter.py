@@ -337,3 +337,75 @@ def test_order_ids_never_go_backwards_across_reconnects(connect, gateway):
     _wait(lambda: a.reconnects >= 1)
     second = a.submit(OrderIntent.of(symbol="AAPL", side="buy", quantity=1), _coid())
     assert second.raw["trade"].order.orderId > first_id
+
+
+# -- through the pipeline -------------------------------------------------------------------
+
+
+@pytest.fixture
+def execution(gateway, book_url):
+    from brokerkit.book import Book
+    from brokerkit.config import Settings
+    from brokerkit.execution.service import ExecutionService
+    from brokerkit.service import BrokerageService
+
+    cfg = ConnectionConfig("ibkr", "ibkr", options={"port": gateway.info["port"],
+                                                    "timeout": 2})
+    settings = Settings(connections={"ibkr": cfg}, routing={"default": "ibkr"},
+                        book_url=book_url)
+    brokerage = BrokerageService(settings)
+    svc = ExecutionService(brokerage, Book(book_url))
+    yield svc
+    svc.sync_fills()
+    brokerage.close()
+
+
+def _gateway_orders(gateway, coid: str) -> list:
+    return [o for o in gateway.state.orders.values() if o.order_ref == coid] \
+        if isinstance(getattr(gateway.state, "orders", None), dict) else []
+
+
+def test_place_order_through_the_pipeline_fills_at_ibkr(execution):
+    result = execution.place_order(symbol="AAPL261218C00230000", side="buy", quantity=1)
+    assert result.status is OrderStatus.FILLED, result.reason
+    assert result.connection == "ibkr" and result.account == "DU1234567"
+    execution.flush()  # the acknowledgement is recorded after the answer
+    row = execution.book.get_order(result.client_order_id)
+    assert row["broker_order_id"] == result.order_id
+
+
+def test_pipeline_rejects_ib_rule_breaks_before_sending(execution):
+    adapter = execution.brokerage.adapter("ibkr") if execution.brokerage.connections else None
+    result = execution.place_order(symbol="AAPL", side="buy", quantity="1.5")
+    assert result.status is OrderStatus.REJECTED and "NOT_FRACTIONABLE" in result.codes
+    result = execution.place_order(symbol="AAPL", side="buy", notional=500)
+    assert result.status is OrderStatus.REJECTED and "UNSUPPORTED_ORDER" in result.codes
+    assert adapter is None or not adapter.orders()["client_order_id"].isin(
+        [result.client_order_id]).any()
+
+
+def test_a_drop_mid_order_through_the_pipeline_is_recovered_without_a_duplicate(
+        execution, gateway):
+    gateway.faults.drop_after_order()
+    result = execution.place_order(symbol="MSFT", side="buy", quantity=4)
+    assert result.status is OrderStatus.FILLED, result.reason
+    adapter = execution.brokerage.adapter("ibkr")
+    orders = adapter.orders()
+    assert (orders["client_order_id"] == result.client_order_id).sum() == 1
+    fills = adapter.fills()
+    assert fills.loc[fills["client_order_id"] == result.client_order_id, "quantity"].sum() == 4
+    execution.flush()
+    row = execution.book.get_order(result.client_order_id)
+    assert row["status"] == "FILLED" and row["broker_order_id"] == result.order_id
+
+
+def test_the_tickets_preview_carries_ibkrs_margin_impact(execution):
+    from brokerkit.execution.ticket import OrderTicket
+
+    ticket = OrderTicket(execution, symbol="AAPL", quantity=20)
+    preview = ticket.preview()
+    assert preview.ok, preview.reason
+    impact = frames.validate(frames.WHAT_IF, ticket.margin_impact)
+    assert impact.iloc[0]["initial_margin_change"] > 0
+    ticket.quantity = 21  # an edit makes the preview and its margin impact stale
+    assert ticket.margin_impact is None
