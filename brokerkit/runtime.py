@@ -123,9 +123,24 @@ class Bridged:
 
 
 def _shutdown() -> None:
+    """At exit: cancel what still runs on the loop (servers, subscriptions), give it a moment
+    to clean up, then stop the loop, so nothing is destroyed while pending."""
     loop = _loop
-    if loop is not None and loop.is_running():
-        loop.call_soon_threadsafe(loop.stop)
+    if loop is None or not loop.is_running():
+        return
+
+    async def _cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(2.0)
+    except Exception:  # exiting anyway: a task that will not stop is not worth a traceback
+        pass
+    loop.call_soon_threadsafe(loop.stop)
 
 
 atexit.register(_shutdown)
