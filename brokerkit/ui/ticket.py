@@ -1,7 +1,8 @@
 """`TicketView`: the order ticket as a Panel component, with preview and explicit confirm.
 
 Fields edit an `OrderTicket`; **Preview** runs every pre-trade check and shows what passed and
-what failed, the estimated notional and the buying power after; **Place order** asks for
+what failed, the estimated notional, the buying power after and, for brokers that compute it
+(IBKR), the margin impact; **Place order** asks for
 confirmation, and only **Confirm** sends it. Any edit invalidates the preview.
 
 Given an `Access` (the session's user and role), **Confirm** checks again that the user may
@@ -19,15 +20,35 @@ from ..book.actor import acting_as
 from ..execution.ticket import OrderTicket
 from .auth import Access, NotAuthorized
 
-__all__ = ["TicketView", "render_preview", "render_result"]
+__all__ = ["TicketView", "render_margin", "render_preview", "render_result"]
 
 
 def _money(value: float | None, ccy: str | None = "") -> str:
     return "-" if value is None else f"{value:,.2f} {ccy or ''}".strip()
 
 
-def render_preview(preview: Any) -> str:
-    """Markdown for a `Preview`: the route, each violation, the estimates."""
+def render_margin(impact: Any) -> str:
+    """Markdown for a what-if frame (`frames.WHAT_IF`): margin before → after, and the
+    commission; empty when the broker gave none."""
+    if impact is None or not len(impact):
+        return ""
+    r = impact.iloc[0]
+    ccy = r["currency"]
+    text = (f"Margin (broker what-if): initial {_money(r['initial_margin_before'], ccy)} → "
+            f"{_money(r['initial_margin_after'], ccy)} "
+            f"({r['initial_margin_change']:+,.2f}) · maintenance "
+            f"{_money(r['maintenance_margin_before'], ccy)} → "
+            f"{_money(r['maintenance_margin_after'], ccy)}")
+    if r["commission"] == r["commission"]:
+        text += f" · commission ≈ {_money(r['commission'], r['commission_currency'])}"
+    if r["warning"]:
+        text += f"\n\n⚠️ {r['warning']}"
+    return text
+
+
+def render_preview(preview: Any, margin_impact: Any = None) -> str:
+    """Markdown for a `Preview`: the route, each violation, the estimates, and the broker's
+    margin impact when it computes one."""
     if preview is None:
         return "*Preview the order to run the pre-trade checks.*"
     lines = [f"**{'Ready to place' if preview.ok else 'Would be REJECTED'}** "
@@ -39,6 +60,9 @@ def render_preview(preview: Any) -> str:
                  f"notional {_money(preview.notional, preview.currency)}")
     lines.append(f"Buying power {_money(preview.buying_power, preview.currency)} → after "
                  f"{_money(preview.buying_power_after, preview.currency)}")
+    margin = render_margin(margin_impact)
+    if margin:
+        lines.append(margin)
     for v in preview.violations:
         lines.append(f"- ❌ `{v.code}`: {v.message}")
     if preview.ok:
@@ -102,7 +126,7 @@ class TicketView(pn.viewable.Viewer):
 
     def _sync(self, *_: Any) -> None:
         t = self.ticket
-        self._preview_pane.object = render_preview(t.preview_result)
+        self._preview_pane.object = render_preview(t.preview_result, t.margin_impact)
         self._result_pane.object = render_result(t.result)
         self._place_btn.disabled = t.busy or not t.can_confirm
         self._preview_btn.disabled = t.busy

@@ -409,3 +409,15 @@ def test_the_tickets_preview_carries_ibkrs_margin_impact(execution):
     assert impact.iloc[0]["initial_margin_change"] > 0
     ticket.quantity = 21  # an edit makes the preview and its margin impact stale
     assert ticket.margin_impact is None
+
+
+def test_the_ticket_view_shows_the_margin_impact(execution):
+    from brokerkit.execution.ticket import OrderTicket
+    from brokerkit.ui.ticket import TicketView
+
+    view = TicketView(OrderTicket(execution, symbol="AAPL", quantity=20))
+    view.ticket.preview()
+    text = view._preview_pane.object
+    assert "Margin (broker what-if): initial" in text
+    change = view.ticket.margin_impact.iloc[0]["initial_margin_change"]
+    assert f"({change:+,.2f})" in text
