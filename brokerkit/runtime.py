@@ -130,10 +130,13 @@ def _shutdown() -> None:
         return
 
     async def _cancel_all() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
+        for _ in range(3):  # cancelling may start tasks (e.g. a reconnect after a close)
+            await asyncio.sleep(0)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
             await asyncio.wait(tasks, timeout=1.0)
 
     try:

@@ -46,11 +46,11 @@ __all__ = [
 AccountType = Literal["cash", "margin"]
 _D = Decimal
 _ZERO = _D(0)
-_INITIAL = {AssetClass.CRYPTO: _D(1)}
-_MAINTENANCE = {AssetClass.CRYPTO: _D(1)}
+_INITIAL = {AssetClass.CRYPTO: _D(1), AssetClass.FUTURE: _D("0.06")}
+_MAINTENANCE = {AssetClass.CRYPTO: _D(1), AssetClass.FUTURE: _D("0.05")}
 _INITIAL_DEFAULT, _MAINTENANCE_DEFAULT = _D("0.5"), _D("0.25")
 _SIMULATED = {AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND, AssetClass.FX,
-              AssetClass.CRYPTO, AssetClass.OPTION}
+              AssetClass.CRYPTO, AssetClass.OPTION, AssetClass.FUTURE}
 
 
 class UnknownAccount(BrokerkitError, KeyError):
@@ -345,7 +345,9 @@ class PaperBroker:
             li = pos.listing
             mv = pos.quantity * marks[key] * li.multiplier
             r = row(li.currency)
-            r["mv"] += mv
+            # a future is worth its open P&L (its notional is never paid); others their value
+            r["mv"] += mv - pos.quantity * pos.avg_cost * li.multiplier \
+                if li.asset_class is AssetClass.FUTURE else mv
             if acct.type == "margin":
                 r["init"] += abs(mv) * _INITIAL.get(li.asset_class, _INITIAL_DEFAULT)
                 r["maint"] += abs(mv) * _MAINTENANCE.get(li.asset_class, _MAINTENANCE_DEFAULT)
@@ -470,6 +472,14 @@ class PaperBroker:
                           and x.side is Side.SELL and x.key == li.key), _ZERO)
         held = acct.positions[li.key].quantity if li.key in acct.positions else _ZERO
         cost = qty * ref * li.multiplier
+        if li.asset_class is AssetClass.FUTURE:  # margined: the notional is never paid
+            if acct.type == "cash":
+                return f"futures need a margin account; {acct.account_id} is a cash account"
+            grows = abs(held + qty * (1 if buy else -1)) > abs(held)
+            if not grows:
+                return ""
+            return self._margin_check(acct, cost * _INITIAL[AssetClass.FUTURE]
+                                      + o.fees.fee(qty, cost), li.currency)
         if buy:
             opening = cost
         else:
@@ -514,6 +524,10 @@ class PaperBroker:
             base, _, quote = li.symbol.partition(".")
             cash[base] = cash.get(base, _ZERO) + signed
             cash[quote] = cash.get(quote, _ZERO) - signed * fill.price
+        elif li.asset_class is AssetClass.FUTURE:  # only realized P&L moves cash
+            realized = self._closed_pnl(acct.positions.get(li.key), signed, fill.price, li)
+            self._apply_position(acct, li, signed, fill.price)
+            cash[li.currency] = cash.get(li.currency, _ZERO) + realized
         else:
             value = fill.quantity * fill.price * li.multiplier
             cash[li.currency] = cash.get(li.currency, _ZERO) - fill.side.sign * value
@@ -524,6 +538,16 @@ class PaperBroker:
         self._fills.append(fill)
 
     @staticmethod
+    def _closed_pnl(pos: Position | None, signed: Decimal, price: Decimal, li: Listing
+                    ) -> Decimal:
+        """The P&L realized by a fill of `signed` at `price` against `pos` (before it)."""
+        if pos is None or pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
+            return _ZERO
+        closed = min(abs(signed), abs(pos.quantity))
+        return closed * (price - pos.avg_cost) * (1 if pos.quantity > 0 else -1) \
+            * li.multiplier
+
+    @staticmethod
     def _apply_position(acct: Account, li: Listing, signed: Decimal, price: Decimal) -> None:
         pos = acct.positions.get(li.key) or Position(li)
         old = pos.quantity
@@ -531,9 +555,7 @@ class PaperBroker:
         if old == 0 or (old > 0) == (signed > 0):  # opening or adding
             pos.avg_cost = (old * pos.avg_cost + signed * price) / new
         else:  # reducing, closing, or flipping
-            closed = min(abs(signed), abs(old))
-            pos.realized_pnl += closed * (price - pos.avg_cost) * (1 if old > 0 else -1) \
-                * li.multiplier
+            pos.realized_pnl += PaperBroker._closed_pnl(pos, signed, price, li)
             if new != 0 and (new > 0) != (old > 0):
                 pos.avg_cost = price
         pos.quantity = new

@@ -421,3 +421,16 @@ def test_the_ticket_view_shows_the_margin_impact(execution):
     assert "Margin (broker what-if): initial" in text
     change = view.ticket.margin_impact.iloc[0]["initial_margin_change"]
     assert f"({change:+,.2f})" in text
+
+
+def test_a_future_fills_margined_at_ibkr(connect):
+    a = connect()
+    cash_before = a.balances().set_index("currency").loc["USD", "cash"]
+    margin_before = a.margin_requirements().iloc[0]["initial_margin"]
+    got = a.submit(OrderIntent.of(symbol="ESZ6", side="buy", quantity=1), _coid())
+    assert got.status is OrderStatus.FILLED, got.reason
+    fee = a.fills().set_index("client_order_id").loc[got.client_order_id, "fee"]
+    # the notional (~300k) is never paid: cash moves by the commission only
+    assert a.balances().set_index("currency").loc["USD", "cash"] == pytest.approx(
+        cash_before - fee)
+    assert a.margin_requirements().iloc[0]["initial_margin"] > margin_before

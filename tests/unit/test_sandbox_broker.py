@@ -111,7 +111,7 @@ def test_selling_what_is_held_plus_open_sells_counts_as_short(broker):
 @pytest.mark.parametrize(("symbol", "qty", "kw", "reason"), [
     ("NOPE", 1, {}, "unknown symbol 'NOPE'"),
     ("ZVZZT", 1, {}, "not tradable"),
-    ("ESZ6", 1, {}, "future orders are not simulated"),
+    ("ESZ6", 1, {"order_type": "limit", "limit_price": "6000.10"}, "not a multiple of the tick"),
     ("BRK.A", "0.5", {}, "not fractionable"),
     ("7203", 150, {}, "not a multiple of the lot size 100"),
     ("7203", 50, {}, "below the minimum 100"),
@@ -185,3 +185,28 @@ def test_day_orders_expire_overnight(broker):
     broker.market.clock.set_time(MONDAY + timedelta(days=1))
     broker.process()
     assert order.status is OrderStatus.EXPIRED
+
+
+def test_a_future_is_margined_and_only_its_pnl_moves_cash(broker):
+    usd = broker.account("MARGIN").cash["USD"]
+    order = broker.submit("MARGIN", "ESZ6", "buy", quantity=2)
+    assert order.status is OrderStatus.FILLED, order.reason
+    acct = broker.account("MARGIN")
+    assert acct.cash["USD"] == usd - order.fees_paid  # the notional is never paid
+    pos = acct.positions["FUT:ESZ6"]
+    assert pos.quantity == 2 and pos.avg_cost == order.avg_fill_price
+    row = next(r for r in broker.balances(["MARGIN"]) if r.currency == "USD")
+    mark = broker.positions(["MARGIN"])[0]
+    notional = 2 * mark.market_price * 50
+    assert row.margin_init == pytest.approx(notional * 0.06)
+    assert row.equity == pytest.approx(float(acct.cash["USD"]) + mark.unrealized_pnl)
+    close = broker.submit("MARGIN", "ESZ6", "sell", quantity=2)
+    realized = (close.avg_fill_price - order.avg_fill_price) * 2 * 50
+    assert broker.account("MARGIN").cash["USD"] == \
+        usd - order.fees_paid - close.fees_paid + realized
+    assert "FUT:ESZ6" not in broker.account("MARGIN").positions
+
+
+def test_futures_need_a_margin_account(broker):
+    order = broker.submit("CASH", "ESZ6", "buy", quantity=1)
+    assert order.status is OrderStatus.REJECTED and "margin account" in order.reason
