@@ -434,3 +434,22 @@ def test_a_future_fills_margined_at_ibkr(connect):
     assert a.balances().set_index("currency").loc["USD", "cash"] == pytest.approx(
         cash_before - fee)
     assert a.margin_requirements().iloc[0]["initial_margin"] > margin_before
+
+
+def test_the_adapter_works_at_the_oldest_server_version_too():
+    seed = next(_seeds)
+    gw = runtime.run(start_tws(get_sandbox(seed), server_version=157))
+    a = IBKRAdapter(ConnectionConfig("ibkr-157", "ibkr", options={"port": gw.info["port"]}))
+    try:
+        a.connect()
+        assert a.ib.client.serverVersion() == 157
+        assert {"equity", "option", "future", "fx"} <= set(a.positions()["asset_class"])
+        assert a.what_if(symbol="AAPL", side="buy", quantity=10).iloc[0][
+            "initial_margin_change"] > 0
+        got = a.submit(OrderIntent.of(symbol="AAPL", side="buy", quantity=1), _coid())
+        assert got.status is OrderStatus.FILLED
+        assert got.client_order_id in set(a.fills()["client_order_id"])
+    finally:
+        a.close()
+        runtime.run(gw.close())
+        reset_sandbox(seed)
