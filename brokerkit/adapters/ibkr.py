@@ -334,11 +334,7 @@ class IBKRAdapter(Adapter):
             return self._host, DEFAULT_PORT
         from ..sandbox import get_sandbox
 
-        sandbox = get_sandbox()
-        servers = sandbox.servers
-        if "tws" not in servers:
-            servers = await sandbox.start_servers_async()
-        info = servers.get("tws")
+        info = await get_sandbox().server_async("tws")
         if info is None:
             raise ConnectionDown(self.name, "connect failed: the sandbox runs no TWS gateway "
                                             "(option sandbox = true)")

@@ -169,6 +169,14 @@ class Sandbox(runtime.Bridged):
             self._servers["tws"] = await start_tws(self, host)
         return self.servers
 
+    async def server_async(self, name: str) -> dict[str, Any] | None:
+        """The address and credentials of server `name` ("alpaca", "tws", "control"),
+        starting the servers if it is not running; None when the sandbox has no such server."""
+        servers = self.servers
+        if name not in servers:
+            servers = await self.start_servers_async()
+        return servers.get(name)
+
     async def stop_servers_async(self) -> None:
         """Stop every server started by `start_servers_async`."""
         servers, self._servers = self._servers, {}
