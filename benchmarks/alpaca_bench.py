@@ -2,7 +2,10 @@
 
 1. With the sandbox's rate limit off: orders per second through brokerkit's `place_order`
    (the whole guarded pipeline: checks, journal in a SQLite book, submit, record) next to bare
-   alpaca-py `submit_order`, and their ratio (target >= 0.85).
+   alpaca-py `submit_order`, and their ratio (target >= 0.85); one order at a time, each
+   called from the main thread, interleaved. A third line, brokerkit's adapter `submit` alone
+   (no checks, no journal), splits the gap into what the pipeline costs and what the sync
+   bridge and alpaca-py's worker thread cost (hand-overs between threads).
 2. With the sandbox's 200 requests/min on and `on_rate_limit = "wait"`: orders sent as fast as
    the pipeline admits them for at least 70 s (the order in flight then may wait for the next
    window); prints the orders per minute over the whole minutes from the burst's start, the
@@ -84,21 +87,40 @@ def overhead(workdir: Path, n: int) -> float:
             if not result.ok:
                 raise SystemExit(f"place_order failed: {result.reason}")
 
-        for fn in (bare, kit):  # warm up connections, caches and the book
+        from brokerkit.execution.service import new_client_order_id
+        from brokerkit.model import OrderIntent
+
+        svc.brokerage.connect()
+        adapter = svc.brokerage.adapter("alpaca")
+        intent = OrderIntent.of(ORDER)
+
+        def unguarded() -> None:  # brokerkit's adapter alone: the sync bridge, no pipeline
+            ack = adapter.submit(intent, new_client_order_id())
+            if ack.status.value == "REJECTED":
+                raise SystemExit(f"adapter submit refused: {ack.reason}")
+
+        sides = (("bare", bare), ("adapter", unguarded), ("kit", kit))
+        for _, fn in sides:  # warm up connections, caches and the book
             for _ in range(20):
                 fn()
-        # interleaved, so both see the same server state (its cost grows with its orders)
-        spent = {"bare": 0.0, "kit": 0.0}
+        # interleaved, so all see the same server state (its cost grows with its orders)
+        spent = dict.fromkeys([name for name, _ in sides], 0.0)
         for _ in range(n):
-            for name, fn in (("bare", bare), ("kit", kit)):
+            for name, fn in sides:
                 t0 = time.perf_counter()
                 fn()
                 spent[name] += time.perf_counter() - t0
         bare_rate, kit_rate = n / spent["bare"], n / spent["kit"]
+        adapter_rate = n / spent["adapter"]
         print(f"  bare alpaca-py submit_order            {bare_rate:8.1f} orders/s  ({n} orders)")
+        print(f"  brokerkit adapter submit, unguarded    {adapter_rate:8.1f} orders/s  "
+              f"(ratio {adapter_rate / bare_rate:.3f}: the sync bridge and worker thread)")
         print(f"  brokerkit place_order                  {kit_rate:8.1f} orders/s  ({n} orders)")
         ratio = kit_rate / bare_rate
         print(f"  ratio brokerkit / bare                 {ratio:8.3f}  (target >= 0.85)")
+        print(f"  per order: pipeline {(spent['kit'] - spent['adapter']) / n * 1e6:6.0f} us, "
+              f"adapter and bridge {(spent['adapter'] - spent['bare']) / n * 1e6:6.0f} us "
+              f"over bare")
         svc.sync_fills()  # let the background fill pull finish before the server stops
         svc.close()
         svc.brokerage.close()

@@ -7,6 +7,13 @@ Printed in one run:
    same sandbox, one order at a time, with the paper broker answering at once (the pipeline's
    whole cost shows) and with 20 ms and 50 ms round trips (what a broker's order API costs),
    and the ratio (target at least 0.85).
+
+Both sides are measured the same way: from a coroutine on the runtime loop, one order at a
+time, and interleaved (bare, guarded, bare, guarded...) on the same sandbox broker, so both see
+the same broker state (the paper broker's cost per order grows with the orders it holds) and
+the same background work (the guarded side's fill pulls and cache refreshes run in its own
+time: they are part of the pipeline). Each side's rate is its order count over the time spent
+in its own calls.
 """
 
 from __future__ import annotations
@@ -84,22 +91,23 @@ def throughput(latency_ms: float, book_url: str) -> tuple[float, float]:
     intents = [OrderIntent.of(symbol="AAPL", side=s, quantity=1, account="DEMO-MARGIN-1")
                for s in ("buy", "sell")]
 
-    async def bare() -> float:
-        t0 = time.perf_counter()
-        for i in range(N_ORDERS):
-            await adapter.submit_async(intents[i % 2], new_client_order_id())
-        return N_ORDERS / (time.perf_counter() - t0)
-
-    async def guarded() -> float:
+    async def both() -> tuple[float, float]:
         await ex.place_order_async(intents[0])  # warm the caches, as a running service has
-        t0 = time.perf_counter()
+        await adapter.submit_async(intents[1], new_client_order_id())
+        spent_bare = spent_guarded = 0.0
         for i in range(N_ORDERS):
-            r = await ex.place_order_async(intents[i % 2])
+            intent = intents[i % 2]
+            t0 = time.perf_counter()
+            await adapter.submit_async(intent, new_client_order_id())
+            t1 = time.perf_counter()
+            r = await ex.place_order_async(intent)
+            t2 = time.perf_counter()
             assert r.ok, r
-        return N_ORDERS / (time.perf_counter() - t0)
+            spent_bare += t1 - t0
+            spent_guarded += t2 - t1
+        return N_ORDERS / spent_bare, N_ORDERS / spent_guarded
 
-    b = runtime.run(bare())
-    g = runtime.run(guarded())
+    b, g = runtime.run(both())
     ex.close()
     svc.close()
     return b, g
@@ -117,7 +125,8 @@ def main() -> None:
               f"{N_JOURNAL} orders:")
         print(f"  median {med * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   "
               f"target < 1 ms -> {'MET' if med < 1e-3 else 'MISSED'}")
-        print(f"throughput, {N_ORDERS} orders each, same sandbox, SQLite book:")
+        print(f"throughput, {N_ORDERS} orders each, one at a time, interleaved on the same "
+              f"sandbox broker, SQLite book:")
         for latency in (0.0, 20.0, 50.0):
             b, g = throughput(latency, f"sqlite:///{Path(tmp) / f'book-{latency}.db'}")
             label = "broker answers at once" if not latency else \

@@ -21,6 +21,7 @@ from .._lazy import lazy_exports
 
 __all__ = [
     "Book",
+    "BookBusy",
     "DuplicateClientOrderId",
     "OrderNotSendable",
     "TradingBlocked",

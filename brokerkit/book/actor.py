@@ -26,9 +26,21 @@ def _os_user() -> str:
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+_HOST_USER: tuple[int, str] | None = None  # (pid, '<os user>@<hostname>'), read once
+
+
+def _host_user() -> str:
+    global _HOST_USER
+    pid = os.getpid()
+    if _HOST_USER is None or _HOST_USER[0] != pid:
+        _HOST_USER = (pid, f"{_os_user()}@{socket.gethostname()}")
+    return _HOST_USER[1]
+
+
 def current_actor() -> str:
-    """The acting user: the one set by `acting_as`, else ``'<os user>@<hostname>'``."""
-    return _ACTOR.get() or f"{_os_user()}@{socket.gethostname()}"
+    """The acting user: the one set by `acting_as`, else ``'<os user>@<hostname>'`` (read
+    once per process: it is asked for on every journal write)."""
+    return _ACTOR.get() or _host_user()
 
 
 @contextmanager

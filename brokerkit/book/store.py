@@ -17,6 +17,7 @@ any process: the trading state is never cached.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -33,7 +34,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -47,6 +48,7 @@ from .actor import current_actor
 __all__ = [
     "MIGRATIONS_DIR",
     "Book",
+    "BookBusy",
     "DuplicateClientOrderId",
     "OrderNotSendable",
     "TradingBlocked",
@@ -63,6 +65,8 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 _BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
+log = logging.getLogger("brokerkit.book")
 _WRITE = "brokerkit_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 
 
@@ -97,6 +101,11 @@ class OrderNotSendable(BrokerkitError):
         self.client_order_id, self.status = client_order_id, status
         super().__init__(f"order {client_order_id!r} is {status}, not JOURNALED: "
                          "it must not be sent")
+
+
+class BookBusy(BrokerkitError):
+    """A write that must not wait (`nowait=True`) found the book's write lock held by another
+    writer; nothing was written. Do it again where waiting is fine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +230,7 @@ def migrate(engine: Engine) -> None:
 
 _LOCK = threading.Lock()
 _ENGINES: dict[str, Engine] = {}
+_HOTS: dict[str, _Hot] = {}  # the journal's hot path of each shared engine
 _MIGRATED: set[str] = set()
 
 
@@ -252,13 +262,31 @@ def close_books(url: str | URL | None = None) -> None:
     with _LOCK:
         keys = [_key(sa.make_url(url))] if url is not None else list(_ENGINES)
         for key in keys:
+            hot = _HOTS.pop(key, None)
+            if hot is not None:
+                hot.release()
             engine = _ENGINES.pop(key, None)
             if engine is not None:
                 engine.dispose()
             _MIGRATED.discard(key)
 
 
+def _hot_for(url: URL, engine: Engine, shared: bool) -> _Hot:
+    """The hot path of `engine`: one per shared engine (so a process pins one connection
+    per database, however many `Book`s it opens), else the `Book`'s own."""
+    if not shared:
+        return _Hot(engine)
+    key = _key(url)
+    with _LOCK:
+        hot = _HOTS.get(key)
+        if hot is None or hot.engine is not engine:
+            hot = _HOTS[key] = _Hot(engine)
+        return hot
+
+
 def _after_fork() -> None:  # a child must not use its parent's sockets or SQLite handles
+    for hot in _HOTS.values():
+        hot.forget()
     for engine in _ENGINES.values():
         engine.dispose(close=False)
 
@@ -277,6 +305,14 @@ def _missing(v: Any) -> bool:
 
 
 def _to_decimal(v: Any) -> Decimal | None:
+    if v is None:
+        return None
+    if type(v) is Decimal:  # the journal's usual value: checked without the generic path
+        if v.is_finite():
+            return v
+        if v.is_nan():
+            return None
+        raise ValueError("not a finite number")
     if _missing(v):
         return None
     if isinstance(v, bool):
@@ -297,6 +333,10 @@ def _to_decimal(v: Any) -> Decimal | None:
 
 
 def _to_time(v: Any) -> datetime | None:
+    if v is None:
+        return None
+    if type(v) is datetime and v.tzinfo is UTC:
+        return v
     if _missing(v):
         return None
     if isinstance(v, str):
@@ -321,6 +361,8 @@ def _to_date(v: Any) -> date | None:
 
 
 def _to_str(v: Any) -> str | None:
+    if v is None or type(v) is str:
+        return v
     if _missing(v):
         return None
     return v.value if isinstance(v, Enum) else str(v)
@@ -466,7 +508,6 @@ _SNAPSHOT_COLUMNS = [c.name for c in t.broker_position_snapshots.columns if c.na
 _STATE_COLUMNS = (t.trading_state.c.state, t.trading_state.c.reason, t.trading_state.c.actor,
                   t.trading_state.c.changed_at, t.trading_state.c.version)
 _SELECT_STATE = sa.select(*_STATE_COLUMNS).where(t.trading_state.c.id == 1)
-_INSERT_ORDER = t.orders.insert()
 _INITIAL_STATE = TradingState("ACTIVE", "no trading state row", "brokerkit",
                               datetime(1970, 1, 1, tzinfo=UTC), 0)
 
@@ -491,6 +532,290 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# --------------------------------------------------------------------------------------------
+# The journal's hot path: its two statements, prepared, on a pinned DBAPI connection
+
+_ABANDONED: list[Any] = []  # pinned connections inherited over fork: never used nor closed
+#: No-wait commits after which their WAL wants a checkpoint (about 1000 WAL pages, SQLite's
+#: own auto-checkpoint point).
+_CHECKPOINT_EVERY = 300
+
+
+class _Statement:
+    """One statement compiled once for a dialect: its SQL, the order of its binds and the
+    columns' own bind processors (exactly what SQLAlchemy applies), for a DBAPI cursor."""
+
+    __slots__ = ("names", "pairs", "positional", "sql")
+
+    def __init__(self, statement: Any, keys: Iterable[str], dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql: str = compiled.string
+        self.positional: bool = bool(compiled.positional)
+        self.names: tuple[str, ...] = tuple(compiled.positiontup if self.positional
+                                            else compiled.binds)
+        types = {c.name: c.type for c in t.orders.columns}
+        self.pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...] = tuple(
+            (name, types[name].dialect_impl(dialect).bind_processor(dialect)
+             if name in types else None) for name in self.names)
+
+    def params(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        get = values.get
+        out = [v if (v := get(name)) is None or fn is None else fn(v) for name, fn in self.pairs]
+        return tuple(out) if self.positional else dict(zip(self.names, out, strict=True))
+
+
+class _Hot:
+    """The journal insert and the order update of one engine, compiled once and run on a
+    DBAPI connection kept checked out for them: no pool checkout and no statement building per
+    order, and each driver keeps the statements prepared (sqlite3's statement cache,
+    psycopg's automatic prepare). The rules are the SQLAlchemy path's: on SQLite a write
+    begins with BEGIN IMMEDIATE, on PostgreSQL the journal reads the trading state FOR SHARE,
+    in the transaction that writes the order.
+
+    One thread at a time uses the pinned connection; another thread meanwhile takes one from
+    the pool, so threads never queue behind each other here.
+
+    On SQLite a second connection, outside the pool, serves writes that must not wait
+    (`nowait`): its busy timeout is 0 (a write lock held by another writer raises `BookBusy`
+    at once, before anything is written) and it never checkpoints the WAL itself (no I/O
+    burst in the caller): `take_checkpoint` says when another thread should."""
+
+    def __init__(self, engine: Engine) -> None:
+        d = engine.dialect
+        self.engine = engine
+        self.dialect = d
+        self.sqlite = d.name == "sqlite"
+        self.dbapi: Any = d.loaded_dbapi
+        # A connection is pinned only from a real pool: an in-memory SQLite database has one
+        # connection per thread (SingletonThreadPool), which must stay the pool's.
+        self.pinnable = isinstance(engine.pool, sa.pool.QueuePool)
+        self.insert = _Statement(t.orders.insert(), [c.name for c in t.orders.columns], d)
+        query = _SELECT_STATE if self.sqlite else _SELECT_STATE.with_for_update(read=True)
+        self.read_state = str(query.compile(dialect=d, compile_kwargs={"literal_binds": True}))
+        self.changed_at = t.trading_state.c.changed_at.type.dialect_impl(d).result_processor(
+            d, None)
+        self.updates: dict[tuple[tuple[str, ...], bool], _Statement] = {}
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pool: Any = None
+        self._pid = 0
+        self._nowait_lock = threading.Lock()
+        self._nowait: Any = None
+        self._nowait_pid = 0
+        self._nowait_commits = 0
+
+    # -- the connection ------------------------------------------------------------------
+
+    def take_checkpoint(self) -> bool:
+        """True once every `_CHECKPOINT_EVERY` no-wait commits (the WAL they grew wants a
+        checkpoint, which they never run themselves); the count starts again."""
+        if self._nowait_commits < _CHECKPOINT_EVERY:
+            return False
+        self._nowait_commits = 0
+        return True
+
+    @contextmanager
+    def _nowait_connection(self) -> Iterator[Any]:
+        if not (self.sqlite and self.pinnable) or not self._nowait_lock.acquire(
+                blocking=False):
+            raise BookBusy("no connection for a write that must not wait")
+        try:
+            conn, pid = self._nowait, os.getpid()
+            if conn is not None and self._nowait_pid != pid:
+                _ABANDONED.append(conn)
+                conn = self._nowait = None
+            if conn is not None and not conn.is_valid:  # invalidated when it was lost
+                conn = self._nowait = None
+            if conn is None:
+                conn = self.engine.raw_connection()
+                conn.detach()  # ours alone: its settings never reach the pool
+                cur = conn.cursor()
+                cur.execute("PRAGMA busy_timeout=0")
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                cur.close()
+                self._nowait, self._nowait_pid = conn, pid
+            yield conn
+        finally:
+            self._nowait_lock.release()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if not self.pinnable or not self._lock.acquire(blocking=False):  # pinned one busy
+            conn = self.engine.raw_connection()
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        try:
+            conn, pid = self._conn, os.getpid()
+            if conn is not None and self._pid != pid:  # forked: the parent's, not ours
+                _ABANDONED.append(conn)
+                conn = self._conn = None
+            if conn is not None and not conn.is_valid:  # invalidated when it was lost
+                conn = self._conn = None
+            if conn is not None and self._pool is not self.engine.pool:  # engine disposed
+                self._conn = None
+                _discard(conn)
+                conn = None
+            if conn is None:
+                conn = self._conn = self.engine.raw_connection()
+                self._pool, self._pid = self.engine.pool, pid
+            yield conn
+        finally:
+            self._lock.release()
+
+    def release(self) -> None:
+        """Give the pinned connection back to the pool (before the engine is disposed)."""
+        with self._nowait_lock:
+            conn, self._nowait = self._nowait, None
+            if conn is not None:
+                if self._nowait_pid == os.getpid():
+                    _discard(conn)
+                else:
+                    _ABANDONED.append(conn)
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            if self._pid == os.getpid():
+                try:
+                    conn.close()
+                except Exception:  # pragma: no cover - closing a broken connection
+                    pass
+            else:
+                _ABANDONED.append(conn)
+
+    def forget(self) -> None:
+        """After fork: the pinned connections are the parent's; never touch them again."""
+        for conn in (self._conn, self._nowait):
+            if conn is not None:
+                _ABANDONED.append(conn)
+        self._conn = self._nowait = None
+
+    def _run(self, work: Callable[[Any], T], nowait: bool = False) -> T:
+        """`work(cursor)` in one transaction, committed when it returns, rolled back when it
+        raises. A connection found lost before the commit was sent (e.g. the server closed an
+        idle one) is replaced and the transaction run once more, as the pool's pre-ping would
+        have: the server rolled the first attempt back. DBAPI errors come out as
+        SQLAlchemy's (`sa.exc.IntegrityError`...)."""
+        for attempt in (0, 1):
+            with self._nowait_connection() if nowait else self._connection() as conn:
+                cur = conn.cursor()
+                committing = False
+                try:
+                    if self.sqlite:
+                        cur.execute("BEGIN IMMEDIATE")
+                    result = work(cur)
+                    committing = True
+                    conn.commit()
+                    if nowait:
+                        self._nowait_commits += 1
+                    return result
+                except self.dbapi.Error as exc:
+                    _rollback(conn)
+                    if nowait and not committing and _is_busy(exc):
+                        raise BookBusy(str(exc)) from exc
+                    try:
+                        lost = bool(self.dialect.is_disconnect(exc, conn.dbapi_connection, cur))
+                    except Exception:  # pragma: no cover - a dialect that cannot tell
+                        lost = False
+                    if lost:
+                        conn.invalidate(exc)
+                        if attempt == 0 and not committing:
+                            continue
+                    raise sa.exc.DBAPIError.instance(
+                        None, None, exc, self.dbapi.Error, connection_invalidated=lost,
+                        dialect=self.dialect) from exc
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                finally:
+                    try:
+                        cur.close()
+                    except Exception:  # pragma: no cover - a cursor of a lost connection
+                        pass
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the statements ------------------------------------------------------------------
+
+    def _state(self, row: Any) -> TradingState:
+        if row is None:
+            return _INITIAL_STATE
+        changed = row[3] if self.changed_at is None else self.changed_at(row[3])
+        return TradingState(row[0], row[1] or "", row[2] or "", changed, row[4])
+
+    def journal(self, values: Mapping[str, Any], guard: Callable[[TradingState], str | None]
+                | None, acks: Iterable[tuple[str, Mapping[str, Any]]] = (),
+                nowait: bool = False) -> tuple[TradingState, str | None]:
+        """Record `acks` (prepared by `Book._update_values`), read the trading state and
+        insert the order (REJECTED when `guard` says why), in one transaction; returns the
+        state read and the guard's reason."""
+        updates = [self._prepare_update(coid, fields, True) for coid, fields in acks]
+
+        def work(cur: Any) -> tuple[TradingState, str | None]:
+            for sql, params in updates:
+                cur.execute(sql, params)
+            cur.execute(self.read_state)
+            state = self._state(cur.fetchone())
+            reason = guard(state) if guard is not None else None
+            row = dict(values)
+            if reason:
+                row["status"], row["reason"] = "REJECTED", reason
+            row["trading_state"] = state.state
+            cur.execute(self.insert.sql, self.insert.params(row))
+            return state, reason
+
+        return self._run(work, nowait)
+
+    def _prepare_update(self, client_order_id: str, values: Mapping[str, Any],
+                        only_open: bool) -> tuple[str, Any]:
+        keys = tuple(values)
+        stmt = self.updates.get((keys, only_open))
+        if stmt is None:
+            o = t.orders.c
+            query = t.orders.update().where(o.client_order_id == sa.bindparam("coid_"))
+            if only_open:
+                query = query.where(o.status.in_(
+                    [sa.literal_column(f"'{s}'") for s in t.OPEN_JOURNAL_STATUSES]))
+            stmt = self.updates[(keys, only_open)] = _Statement(query, keys, self.dialect)
+        return stmt.sql, stmt.params({**values, "coid_": client_order_id})
+
+    def update(self, updates: Iterable[tuple[str, Mapping[str, Any]]],
+               only_open: bool = False, nowait: bool = False) -> list[int]:
+        """Set each `(client order id, values)` in one transaction; with `only_open`, only on
+        orders still JOURNALED, SENT or UNCERTAIN. Returns the rows changed by each (0 or 1)."""
+        prepared = [self._prepare_update(coid, values, only_open) for coid, values in updates]
+
+        def work(cur: Any) -> list[int]:
+            done = []
+            for sql, params in prepared:
+                cur.execute(sql, params)
+                done.append(int(cur.rowcount))
+            return done
+
+        return self._run(work, nowait)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # a lost connection: the server has rolled back already
+        pass
+
+
+def _discard(conn: Any) -> None:
+    try:
+        conn.invalidate()
+    except Exception:  # pragma: no cover
+        pass
+
+
 class Book:
     """The book at `url` (default: the configured book, `load_settings().book_url`).
 
@@ -507,6 +832,7 @@ class Book:
         self._shared = shared
         self._engine = _engine_for(self._url, shared)
         self._writer = self._engine.execution_options(**{_WRITE: True})
+        self._hot = _hot_for(self._url, self._engine, shared)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -547,6 +873,7 @@ class Book:
         if self._shared:
             close_books(self._url)
         else:
+            self._hot.release()
             self._engine.dispose()
 
     def __enter__(self) -> Book:
@@ -558,7 +885,9 @@ class Book:
     # -- the order journal ---------------------------------------------------------------
 
     def journal_order(self, row: Mapping[str, Any],
-                      guard: Callable[[TradingState], str | None] | None = None) -> TradingState:
+                      guard: Callable[[TradingState], str | None] | None = None, *,
+                      acks: Iterable[tuple[str, Mapping[str, Any]]] = (),
+                      nowait: bool = False) -> TradingState:
         """Write an order to the journal before it is sent; returns the trading state read in
         the same transaction.
 
@@ -568,6 +897,16 @@ class Book:
         If `guard(state)` returns a reason, the order is written as REJECTED with it and
         `TradingBlocked` is raised. A client order id already journaled raises
         `DuplicateClientOrderId` (and writes nothing).
+
+        `acks` are acknowledgements of earlier orders, `(client order id, fields)` as for
+        `record_ack`, recorded in the same transaction (one commit for both: how the
+        execution service's deferred writes ride along); if the order cannot be written, they
+        are still recorded on their own.
+
+        With `nowait` (SQLite; see `writes_nowait`), the write never waits: when another
+        writer holds the lock, `BookBusy` is raised and nothing is written (nor the `acks`),
+        so the caller can do it again where waiting is fine. Such a write is about a tenth of
+        a millisecond: an event loop may do it itself instead of handing it to a thread.
         """
         what = f"journal row {row.get('client_order_id')!r}"
         unknown = set(row) - _ORDER_COLUMNS
@@ -585,22 +924,40 @@ class Book:
         values["updated_at"] = values["updated_at"] or values["created_at"]
         values["actor"] = values["actor"] or current_actor()
         coid = values["client_order_id"]
-        reason = None
+        prepared = self._acks(acks)
         try:
-            with self._writer.begin() as conn:
-                state = self._read_state(conn, lock="share")
-                reason = guard(state) if guard is not None else None
-                if reason:
-                    values["status"], values["reason"] = "REJECTED", reason
-                values["trading_state"] = state.state
-                conn.execute(_INSERT_ORDER, values)
+            state, reason = self._hot.journal(values, guard, prepared, nowait)
+        except BookBusy:
+            raise
         except sa.exc.IntegrityError:
+            self._record_acks_alone(prepared, nowait)
             if self.get_order(coid) is not None:
                 raise DuplicateClientOrderId(coid) from None
+            raise
+        except BaseException:
+            self._record_acks_alone(prepared, nowait)
             raise
         if reason:
             raise TradingBlocked(coid, reason, state)
         return state
+
+    @property
+    def writes_nowait(self) -> bool:
+        """Whether `journal_order(nowait=True)` can write (SQLite) rather than always raise
+        `BookBusy` (PostgreSQL: every write is a network round trip, done on a thread)."""
+        return self._hot.sqlite and self._hot.pinnable
+
+    def checkpoint_due(self) -> bool:
+        """True, once, when no-wait writes have grown the WAL enough that `checkpoint()`
+        should run (from a thread that may wait: they never checkpoint themselves)."""
+        return self._hot.take_checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow (SQLite's PASSIVE
+        checkpoint: it never blocks writers); nothing to do on PostgreSQL."""
+        if self._hot.sqlite:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def mark_sent(self, client_order_id: str) -> None:
         """JOURNALED → SENT, stamping `sent_at`; raises `OrderNotSendable` from any other
@@ -623,6 +980,42 @@ class Book:
         """Set journal columns of an order (status, broker_order_id, filled_quantity,
         avg_fill_price, reason, violations...); `updated_at` defaults to now."""
         what = f"update of order {client_order_id!r}"
+        if not self._hot.update([(client_order_id, self._update_values(fields, what))])[0]:
+            raise UnknownOrder(client_order_id)
+
+    def record_ack(self, client_order_id: str, /, **fields: Any) -> bool:
+        """Record what the broker answered (status, broker_order_id, fills so far, sent_at)
+        on an order the journal still holds as JOURNALED, SENT or UNCERTAIN; returns whether
+        it did. An order resolved meanwhile (by recovery in another process, say) keeps what
+        it has: an acknowledgement recorded late never overwrites a newer answer."""
+        return self.record_acks([(client_order_id, fields)]) == 1
+
+    def record_acks(self, acks: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """`record_ack` for each `(client order id, fields)`, in one transaction; returns how
+        many orders took their acknowledgement."""
+        prepared = self._acks(acks)
+        return sum(self._hot.update(prepared, only_open=True)) if prepared else 0
+
+    def _acks(self, acks: Iterable[tuple[str, Mapping[str, Any]]]
+              ) -> list[tuple[str, dict[str, Any]]]:
+        return [(coid, self._update_values(fields, f"acknowledgement of order {coid!r}"))
+                for coid, fields in acks]
+
+    def _record_acks_alone(self, prepared: list[tuple[str, dict[str, Any]]],
+                           nowait: bool) -> None:
+        """The acknowledgements that rode along a journal write that failed, on their own
+        (a failure here leaves the orders unresolved: recovery looks them up)."""
+        if not prepared:
+            return
+        try:
+            self._hot.update(prepared, only_open=True, nowait=nowait)
+        except Exception as exc:
+            log.error(
+                "recording %d acknowledgements failed: %s; recovery will look the orders up",
+                len(prepared), exc)
+
+    @staticmethod
+    def _update_values(fields: Mapping[str, Any], what: str) -> dict[str, Any]:
         bad = set(fields) - _UPDATABLE
         if bad:
             raise SchemaError(f"{what}: cannot set {sorted(bad)}; settable: {sorted(_UPDATABLE)}")
@@ -630,12 +1023,7 @@ class Book:
         if "status" in values:
             values["status"] = _status(values["status"])
         values.setdefault("updated_at", _now())
-        with self._writer.begin() as conn:
-            done = conn.execute(
-                t.orders.update().where(t.orders.c.client_order_id == client_order_id)
-                .values(**values)).rowcount
-        if not done:
-            raise UnknownOrder(client_order_id)
+        return values
 
     @staticmethod
     def _order(row: Any) -> dict[str, Any]:

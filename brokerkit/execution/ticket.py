@@ -145,6 +145,9 @@ class OrderTicket(param.Parameterized):
         self.busy = True
         try:
             result = await self.execution.place_order_async(intent)
+            # the journal holds the broker's answer before the ticket shows it (a blotter
+            # refreshed on the result reads the book): the service records it after answering
+            await self.execution.flush_async()
         finally:
             self.busy = False
         self._previewed = None  # one confirmation, one order

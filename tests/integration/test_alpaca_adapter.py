@@ -329,6 +329,7 @@ def test_dropped_connection_is_recovered_by_lookup_without_a_duplicate(execution
     every = direct.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
     assert [o.client_order_id for o in every] == [result.client_order_id]
     assert server.requests["POST /v2/orders"] == 1
+    execution.flush()  # the acknowledgement is recorded after the answer
     row = execution.book.get_order(result.client_order_id)
     assert row["status"] == result.status.value and row["broker_order_id"] == result.order_id
 

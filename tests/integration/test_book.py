@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from brokerkit import frames
 from brokerkit.book import (
     Book,
+    BookBusy,
     DuplicateClientOrderId,
     OrderNotSendable,
     TradingBlocked,
@@ -287,6 +288,117 @@ def test_mark_sent_refuses_orders_that_are_not_journaled(book):
         book.update_order("ghost", status="FILLED")
     with pytest.raises(SchemaError, match="client_order_id"):
         book.update_order("r", client_order_id="other")
+
+
+ACK = {"status": "FILLED", "broker_order_id": "B-1", "filled_quantity": Decimal("10"),
+       "avg_fill_price": Decimal("187.20"), "sent_at": T0}
+
+
+def test_record_ack_settles_an_unresolved_order_and_never_overwrites_a_newer_answer(book):
+    book.journal_order(order("a"))
+    assert book.record_ack("a", **ACK) is True
+    row = book.get_order("a")
+    assert (row["status"], row["broker_order_id"], row["filled_quantity"], row["sent_at"]) == (
+        "FILLED", "B-1", Decimal("10"), T0)
+    book.journal_order(order("b"))
+    book.update_order("b", status="CANCELED", reason="recovered elsewhere")
+    assert book.record_ack("b", **ACK) is False  # a late acknowledgement keeps out
+    assert book.get_order("b")["status"] == "CANCELED"
+    assert book.record_ack("ghost", **ACK) is False
+    with pytest.raises(SchemaError, match="client_order_id"):
+        book.record_ack("a", client_order_id="other")
+
+
+def test_acknowledgements_ride_along_a_journal_write_in_one_transaction(book):
+    book.journal_order(order("a"))
+    book.journal_order(order("b"))
+    book.update_order("b", status="REJECTED", reason="refused")
+    book.journal_order(order("c"), acks=[("a", ACK), ("b", ACK)])
+    assert book.get_order("a")["status"] == "FILLED"
+    assert book.get_order("b")["status"] == "REJECTED"  # resolved already: left alone
+    assert book.get_order("c")["status"] == "JOURNALED"
+
+
+def test_acknowledgements_still_land_when_the_order_they_rode_with_is_refused(book):
+    book.journal_order(order("a"))
+    book.journal_order(order("d"))
+    with pytest.raises(DuplicateClientOrderId):
+        book.journal_order(order("d"), acks=[("a", ACK)])
+    assert book.get_order("a")["status"] == "FILLED"
+    book.journal_order(order("e"))
+    book.set_trading_state("HALTED", "stop", actor="ops")
+    with pytest.raises(TradingBlocked):
+        book.journal_order(order("f"), guard=lambda s: "halted" if s.halted else None,
+                           acks=[("e", ACK)])
+    assert book.get_order("e")["status"] == "FILLED"  # same transaction as the REJECTED row
+    assert book.get_order("f")["status"] == "REJECTED"
+
+
+def test_a_write_that_must_not_wait_gives_up_at_once_when_the_lock_is_held(book):
+    if not book.writes_nowait:  # PostgreSQL: always done where waiting is fine
+        with pytest.raises(BookBusy):
+            book.journal_order(order("n1"), nowait=True)
+        assert book.get_order("n1") is None
+        return
+    book.journal_order(order("a"))
+    other = Book(book.engine.url, shared=False)
+    try:
+        with other.begin() as conn:  # another writer holds the write lock
+            conn.execute(trading_state.update().values(reason="busy"))
+            start = time.perf_counter()
+            with pytest.raises(BookBusy):
+                book.journal_order(order("n1"), acks=[("a", ACK)], nowait=True)
+            assert time.perf_counter() - start < 0.5  # no busy wait
+        assert book.get_order("n1") is None and book.get_order("a")["status"] == "JOURNALED"
+        assert book.journal_order(order("n1"), acks=[("a", ACK)], nowait=True).active
+        assert book.get_order("n1")["status"] == "JOURNALED"
+        assert book.get_order("a")["status"] == "FILLED"
+        assert not book.checkpoint_due()
+        for i in range(300):  # no-wait writes never checkpoint: they say when one is due
+            book.journal_order(order(f"w{i}"), nowait=True)
+        assert book.checkpoint_due() and not book.checkpoint_due()
+        book.checkpoint()
+        assert len(book.unresolved_orders()) == 301  # n1 and the 300
+    finally:
+        other.close()
+
+
+def test_no_wait_writes_see_a_halt_committed_a_moment_before(book):
+    if not book.writes_nowait:
+        pytest.skip("no-wait writes are SQLite's")
+    book.journal_order(order("a"), nowait=True)
+    other = Book(book.engine.url, shared=False)
+    try:
+        other.set_trading_state("HALTED", "kill switch", actor="ops")
+        with pytest.raises(TradingBlocked, match="HALTED"):
+            book.journal_order(order("b"), guard=lambda s: s.state if s.halted else None,
+                               nowait=True)
+        assert book.get_order("b")["trading_state"] == "HALTED"
+    finally:
+        other.close()
+
+
+def test_an_in_memory_book_journals_on_its_pools_own_connection():
+    book = Book("sqlite://", shared=False)  # one database per connection: nothing pinned
+    try:
+        assert not book.writes_nowait
+        book.journal_order(order("m1"))
+        assert book.record_ack("m1", **ACK)
+        assert book.get_order("m1")["status"] == "FILLED"
+    finally:
+        book.close()
+
+
+@pytest.mark.postgres
+def test_a_journal_connection_closed_by_the_server_is_replaced_without_a_lost_order(book):
+    if book.dialect != "postgresql":
+        pytest.skip("the server closing an idle connection is PostgreSQL's")
+    book.journal_order(order("a"))  # pins a connection
+    pid = book._hot._conn.driver_connection.info.backend_pid  # that one, no other
+    with book.engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    assert book.journal_order(order("b")).active  # the lost connection is replaced once
+    assert [r["client_order_id"] for r in book.unresolved_orders()] == ["a", "b"]
 
 
 def test_journal_insert_on_sqlite_takes_about_a_millisecond(tmp_path):

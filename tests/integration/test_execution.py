@@ -59,6 +59,7 @@ def test_seed_example_places_a_filled_market_order(ex):
     assert result["order_id"] and result.client_order_id.startswith("bk-")
     assert result.filled_quantity == 2 and result.avg_fill_price > 0
     assert result.connection == "paper-us" and result.account == "DEMO-MARGIN-1"
+    ex.flush()  # the acknowledgement is recorded after the answer, off the critical path
     row = ex.book.get_order(result.client_order_id)
     assert row["status"] == "FILLED" and row["broker_order_id"] == result.order_id
     assert row["trading_state"] == "ACTIVE" and row["sent_at"] is not None
@@ -216,9 +217,9 @@ def test_halt_between_checks_and_journal_is_caught_by_the_journal(ex, book_url):
     other = Book(book_url, shared=False)
     original = ex.book.journal_order
 
-    def halt_then_journal(row, guard=None):
+    def halt_then_journal(row, guard=None, **how):
         other.set_trading_state("HALTED", "raced", "tester")
-        return original(row, guard)
+        return original(row, guard, **how)
 
     ex.book.journal_order = halt_then_journal  # our own object, not an SDK
     before = len(broker_of(ex).orders())
@@ -237,6 +238,7 @@ def test_dropped_connection_after_accept_is_recovered_without_a_duplicate(book_u
         r = svc.place_order(symbol="AAPL", side="buy", quantity=1)
         assert r.status is OrderStatus.FILLED, r.reason
         assert len(broker.orders()) == before + 1
+        svc.flush()
         assert svc.book.get_order(r.client_order_id)["status"] == "FILLED"
     finally:
         svc.brokerage.close()
@@ -274,6 +276,150 @@ def test_crash_between_journal_and_ack_is_recovered_on_start(book_url):
         assert fresh.book.unresolved_orders() == []
     finally:
         svc.brokerage.close()
+
+
+def test_the_acknowledgement_lands_in_the_book_after_the_answer(ex):
+    """The answer goes back before the book write: the write rides along the next journal
+    write, or lands on its own shortly after; `flush` waits for it."""
+    first = ex.place_order(symbol="AAPL", side="buy", quantity=1)
+    second = ex.place_order(symbol="AAPL", side="buy", quantity=2)
+    assert first.status is second.status is OrderStatus.FILLED
+    row = ex.book.get_order(first.client_order_id)  # rode along the second order's journal
+    assert (row["status"], row["broker_order_id"]) == ("FILLED", first.order_id)
+    assert row["filled_quantity"] == 1 and row["sent_at"] is not None
+    import time
+
+    deadline = time.monotonic() + 5  # alone: written after ACK_FLUSH_DELAY
+    while ex.book.get_order(second.client_order_id)["status"] != "FILLED":
+        assert time.monotonic() < deadline, "the acknowledgement never landed"
+        time.sleep(0.01)
+    third = ex.place_order(symbol="AAPL", side="sell", quantity=1)
+    ex.flush()
+    assert ex.book.get_order(third.client_order_id)["status"] == "FILLED"
+    assert ex.book.unresolved_orders() == []
+
+
+def test_every_later_book_call_of_the_service_sees_the_acknowledgement(ex, monkeypatch):
+    """Acknowledgements waiting for the book are written before any later book call of the
+    service (FIFO): recovery right after an order finds nothing to look up."""
+    import brokerkit.execution.service as service
+
+    monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # only a book call brings it
+    r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
+    assert r.status is OrderStatus.FILLED
+    before = len(broker_of(ex).orders())
+    assert ex.recover(min_age=0) == []
+    assert len(broker_of(ex).orders()) == before
+    assert ex.book.get_order(r.client_order_id)["status"] == "FILLED"
+
+
+def test_a_crash_before_the_acknowledgement_lands_is_recovered_without_a_duplicate(
+        book_url, monkeypatch):
+    """The process dies after the broker acknowledged (and filled) an order and before the
+    book got the acknowledgement: the row stays JOURNALED; the next start looks it up by
+    client order id, records the broker's answer, sends nothing again and pulls the fill
+    exactly once."""
+    import brokerkit.execution.service as service
+
+    monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # it waits for the next order
+    svc = make(book_url)
+    try:
+        broker = broker_of(svc)
+        r = svc.place_order(symbol="AAPL", side="buy", quantity=3)
+        assert r.status is OrderStatus.FILLED
+        svc._acks.clear()  # the crash: the acknowledgement waiting for the book is lost
+        svc._db_thread.shutdown(wait=True)
+        row = svc.book.get_order(r.client_order_id)
+        assert row["status"] == "JOURNALED" and row["broker_order_id"] is None
+        orders = len(broker.orders())
+        fresh = ExecutionService(svc.brokerage, Book(book_url))
+        results = {x.client_order_id: x for x in fresh.recover(min_age=0)}
+        assert results[r.client_order_id].status is OrderStatus.FILLED
+        assert results[r.client_order_id].order_id == r.order_id
+        assert len(broker.orders()) == orders  # looked up, never sent again
+        assert [o.client_order_id for o in broker.orders()].count(r.client_order_id) == 1
+        fresh.sync_fills()
+        fresh.sync_fills()
+        fills = fresh.book.fills_frame()
+        mine = fills[fills["client_order_id"] == r.client_order_id]
+        assert mine["quantity"].sum() == 3 and mine["fill_id"].is_unique
+        row = fresh.book.get_order(r.client_order_id)
+        assert (row["status"], row["broker_order_id"]) == ("FILLED", r.order_id)
+        assert fresh.book.unresolved_orders() == []
+        fresh.close()
+    finally:
+        svc.brokerage.close()
+
+
+def test_a_journal_write_that_finds_the_lock_held_waits_on_the_book_thread(book_url):
+    """On SQLite the journal write is tried on the runtime loop without waiting; when another
+    writer holds the lock it is done on the book thread, which waits: the loop stays free."""
+    import threading
+    import time
+
+    from brokerkit import runtime
+    from brokerkit.book.tables import trading_state
+
+    svc = make(book_url)
+    other = Book(book_url, shared=False)
+    try:
+        assert svc.place_order(symbol="AAPL", side="buy", quantity=1).ok  # warm the caches
+        out: list = []
+        with other.begin() as conn:
+            conn.execute(trading_state.update().values(reason="holding the lock"))
+            placing = threading.Thread(
+                target=lambda: out.append(svc.place_order(symbol="AAPL", side="buy",
+                                                          quantity=2)))
+            placing.start()
+            time.sleep(0.3)
+            assert placing.is_alive() and out == []  # waiting for the lock...
+            t0 = time.perf_counter()
+            runtime.run(asyncio_sleep0())  # ...but not on the runtime loop
+            assert time.perf_counter() - t0 < 0.2
+        placing.join(10)
+        assert out and out[0].status is OrderStatus.FILLED, out
+        svc.flush()
+        assert svc.book.get_order(out[0].client_order_id)["status"] == "FILLED"
+    finally:
+        other.close()
+        svc.brokerage.close()
+
+
+async def asyncio_sleep0() -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+
+
+def test_the_ticket_shows_an_answer_the_book_already_holds(ex):
+    from brokerkit.execution.ticket import OrderTicket
+
+    ticket = OrderTicket(execution=ex, symbol="AAPL", side="buy", quantity=1)
+    assert ticket.preview().ok
+    result = ticket.confirm()
+    assert result.status is OrderStatus.FILLED
+    assert ex.book.get_order(result.client_order_id)["status"] == "FILLED"
+
+
+def test_a_script_that_ends_right_after_its_order_leaves_the_journal_settled(tmp_path):
+    """The acknowledgement is recorded after the answer; a script that prints it and ends at
+    once still leaves the book holding it (written at exit), not an unresolved row."""
+    url = f"sqlite:///{tmp_path / 'script.db'}"
+    code = ("from brokerkit import get_execution_service\n"
+            "r = get_execution_service().place_order({'symbol': 'NVDA', 'side': 'buy', "
+            "'quantity': 1})\n"
+            "print(r.client_order_id, r['status'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "BROKERKIT_DATABASE_URL": url}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    coid, status = out.stdout.split()
+    assert status == "FILLED"
+    book = Book(url)
+    try:
+        assert book.get_order(coid)["status"] == "FILLED"
+        assert book.unresolved_orders() == []
+    finally:
+        book.close()
 
 
 def test_embedded_default_routes_the_seed_example(monkeypatch, tmp_path):
