@@ -20,13 +20,19 @@ UNKNOWN             the connection could not be read (`failed`): nothing is know
 
 A fill or open order that would *not* close the gap explains nothing: the row stays a break
 and its explanation lists what was considered. The output schema is `RECONCILIATION` (column
-names in `COLUMNS`); string columns are categoricals, so a million-row result stays small.
+names in `COLUMNS`); string columns (explanation included) are categoricals, so a
+million-row result stays small.
 
-Everything is vectorized: the key columns of every input are factorized once into integer
-group ids, quantities are summed with `bincount`, classes chosen with one `numpy.select`;
-explanation text is built with column operations and a grouped join over the few rows that
-carry one. `reconcile_reference` does the same job row by row in plain Python (dicts and
-loops): the yardstick of the property test and of `benchmarks/reconcile_bench.py`.
+Everything is vectorized. Hashing the key strings is most of the cost, so each key column of
+each input is factorized once (only the first value of each run when the values come in runs,
+as a book ordered by its key does), and nothing else is hashed: the three codes are packed into
+one int64 per row by shifts, keys are numbered with a lookup table over that packed space (a
+sorted search when it is sparse), quantities are summed with `bincount`, tolerances and classes
+computed only for the keys that differ, and symbol, asset class and currency read once per
+(connection, instrument). Explanation text is built with column operations and a grouped join
+over the few rows that carry one. `reconcile_reference` does the same job row by row in plain
+Python (dicts keyed by tuples, and loops) and returns the same values: the yardstick of
+`tests/unit/test_reconcile_equivalence.py` and of `benchmarks/reconcile_bench.py`.
 """
 
 from __future__ import annotations
@@ -150,51 +156,275 @@ def _signs(df: pd.DataFrame, what: str) -> np.ndarray:
 
 # -- integer keys ----------------------------------------------------------------------------
 
-def _factorize(values: np.ndarray, column: str, blank: str | None) -> tuple[np.ndarray, Any]:
-    """Codes and uniques of one key column; a missing value becomes `blank`, or is an error
-    naming the column when `blank` is None."""
-    codes, uniques = pd.factorize(values)
-    missing = codes < 0
-    if missing.any():
-        if blank is None:
-            raise SchemaError(f"{int(missing.sum())} rows have no {column!r}")
-        hit = np.flatnonzero(uniques == blank)
-        if len(hit):
-            codes[missing] = hit[0]
+#: A key space of up to this many slots per input row (plus `_DENSE_MIN`) is numbered with a
+#: lookup table (no hashing, no sorting); a larger one through the sorted keys present.
+_DENSE = 2
+_DENSE_MIN = 1024
+
+
+def _dense(span: int, rows: int) -> bool:
+    return span <= _DENSE * rows + _DENSE_MIN
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (-1 where missing) and uniques of one column, every value hashed at most once:
+    a categorical's own codes; object and Python-backed string columns through their object
+    array as it is (no copy), run-length first when the values come in runs (a book ordered
+    by its key, a broker's positions account by account); other dtypes by `pd.factorize`."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return (column.cat.codes.to_numpy(dtype=np.int64),
+                np.asarray(dtype.categories, dtype=object))
+    if pd.api.types.is_object_dtype(dtype) or (isinstance(dtype, pd.StringDtype)
+                                               and dtype.storage == "python"):
+        values = column.to_numpy(dtype=object)
+        codes, uniques = _run_codes(values)
+    else:
+        codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+#: Runs are looked for when a column has this many rows, by probing its first `_PROBE` ones.
+_RUNS_MIN, _PROBE, _RUN_LENGTH = 8192, 4096, 16
+
+
+def _run_codes(values: np.ndarray) -> tuple[np.ndarray, Any]:
+    """`pd.factorize` of an object array; when its first rows come in runs of equal values
+    (16 long on average), only the first value of each run is hashed: comparing neighbours
+    costs a fraction of hashing every value."""
+    if len(values) >= _RUNS_MIN:
+        head = values[:_PROBE]
+        try:
+            changes = np.not_equal(head[1:], head[:-1])
+            if np.count_nonzero(changes) * _RUN_LENGTH <= _PROBE:
+                starts = np.empty(len(values), dtype=bool)
+                starts[0] = True
+                np.not_equal(values[1:], values[:-1], out=starts[1:])
+                at = np.flatnonzero(starts)  # a missing value (NaN != NaN) starts a run
+                codes, uniques = pd.factorize(values[at])
+                return np.repeat(codes, np.diff(at, append=len(values))), uniques
+        except (TypeError, ValueError):  # values that do not compare to a bool (pd.NA)
+            pass
+    return pd.factorize(values)
+
+
+def _shared_codes(columns: list[pd.Series], name: str, blank: str | None
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
+    """One key column of every source as codes into one set of uniques, numbered in order of
+    first appearance (source by source). Each source is factorized on its own and only the
+    uniques are merged: no million-row column is concatenated or hashed twice. A missing
+    value becomes `blank`, or is an error naming the column when `blank` is None."""
+    parts = [_codes(c) for c in columns]
+    missing = [int(np.count_nonzero(codes < 0)) for codes, _ in parts]
+    if sum(missing) and blank is None:
+        raise SchemaError(f"{sum(missing)} rows have no {name!r}")
+    tail = [np.array([blank], dtype=object)] if sum(missing) else []
+    merged, uniques = pd.factorize(np.concatenate([u for _, u in parts] + tail))
+    merged = merged.astype(np.int64, copy=False)
+    out: list[np.ndarray] = []
+    at = 0
+    for (codes, u), n_missing in zip(parts, missing, strict=True):
+        lookup = merged[at:at + len(u)]
+        at += len(u)
+        if n_missing:
+            out.append(np.append(lookup, merged[-1])[codes])  # code -1 reads the blank's
+        elif np.array_equal(lookup, np.arange(len(lookup))):
+            out.append(codes)  # already numbered so (always the first source)
         else:
-            codes[missing] = len(uniques)
-            uniques = np.append(np.asarray(uniques, dtype=object), blank)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+            out.append(lookup[codes])
+    return out, np.asarray(uniques, dtype=object)
 
 
-def _group(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, int]:
-    """Dense ids (0..n-1, in sorted order of the code tuples) of each row's tuple of codes."""
-    n_rows = len(codes[0])
-    combined, span = np.zeros(n_rows, dtype=np.int64), 1
-    for c, size in zip(codes, sizes, strict=True):
-        if span * max(size, 1) >= 2**62:  # keep the mixed-radix number in int64
-            combined, uniq = pd.factorize(combined, sort=True)
-            span = len(uniq)
-        combined, span = combined * max(size, 1) + c, span * max(size, 1)
-    if span <= 4 * n_rows + 1024:  # small key space: a dense table, no hashing
-        seen = np.zeros(span, dtype=bool)
-        seen[combined] = True
-        rank = np.cumsum(seen) - 1
-        return rank[combined], int(rank[-1] + 1) if n_rows else 0
-    ids, uniq = pd.factorize(combined, sort=True)
-    return ids.astype(np.int64), len(uniq)
+def _bits(n: int) -> int:
+    """Bits that hold the codes 0..n-1: keys are combined by shifts, split by masks."""
+    return max(n - 1, 0).bit_length()
+
+
+def _code_dtype(n: int) -> type[np.signedinteger[Any]]:
+    """The smallest signed integer dtype for categorical codes of n categories (what
+    `Categorical.from_codes` would convert them to)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+class _Ranks:
+    """Dense ids 0..n-1 of the distinct values of some non-negative int64 keys below `span`,
+    in sorted order of the keys, and which key arrays hold each (`held[i]`): a lookup table
+    when the span is small for the number of keys, else the sorted distinct keys, searched."""
+
+    def __init__(self, keys: list[np.ndarray], span: int) -> None:
+        self._seen: np.ndarray | None = None
+        self._table: np.ndarray | None = None
+        if _dense(span, sum(len(k) for k in keys)):
+            each = []
+            for k in keys:
+                on = np.zeros(span, dtype=bool)
+                on[k] = True
+                each.append(on)
+            seen = np.logical_or.reduce(each) if len(each) > 1 else each[0]
+            self.values = np.flatnonzero(seen)
+            self.held = [on[self.values] for on in each]
+            self._table = np.cumsum(seen, dtype=np.int64)
+            self._table -= 1
+            self._seen = seen
+        else:
+            self.values = np.unique(np.concatenate(keys))
+            self.held = [_present(self.ids(k), len(self.values)) for k in keys]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def ids(self, keys: np.ndarray) -> np.ndarray:
+        """The ids of keys that were given to the constructor."""
+        if self._table is not None:
+            return self._table[keys]
+        return np.searchsorted(self.values, keys)
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The ids of any keys: -1 for a key (negative ones included) that was not given."""
+        if self._table is not None and self._seen is not None:
+            at = np.where((keys >= 0) & (keys < len(self._table)), keys, 0)
+            return np.where((keys >= 0) & self._seen[at], self._table[at], -1)
+        at = np.minimum(np.searchsorted(self.values, keys), max(len(self.values) - 1, 0))
+        found = self.values[at] == keys if len(self.values) else np.zeros(len(keys), bool)
+        return np.where(found, at, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """The (connection, account, instrument) keys held by book or broker, numbered 0..n-1 in
+    order of their codes."""
+
+    ids: list[np.ndarray]  # per source, each row's key (-1: a fill's or order's key that
+    #                        neither book nor broker holds)
+    has_book: np.ndarray
+    has_broker: np.ndarray
+    connection: np.ndarray  # per key, the code of its connection, account, instrument
+    account: np.ndarray
+    instrument: np.ndarray
+    uniques: list[np.ndarray]  # per key column
+    codes: list[list[np.ndarray]]  # per key column, per source: each row's code
+
+    def __len__(self) -> int:
+        return len(self.connection)
+
+
+def _keys(sources: list[pd.DataFrame]) -> _Keys:
+    """Number the keys of `sources` (book, broker, then fills and orders). The key columns
+    of every source are factorized once; the codes are packed into one int64 per row by
+    shifts (connection | account | instrument), and book and broker keys ranked with a table
+    when the key space allows (a sparse one is first narrowed to the (connection, account)
+    pairs that hold positions: accounts mostly belong to one connection)."""
+    codes, uniques = [], []
+    for col in KEY:
+        c, u = _shared_codes([s[col] for s in sources], col, "" if col == "account" else None)
+        codes.append(c)
+        uniques.append(u)
+    n_conn = max(len(uniques[0]), 1)
+    bits_acct, bits_inst = _bits(len(uniques[1])), _bits(len(uniques[2]))
+    holders = []
+    for c, a in zip(codes[0], codes[1], strict=True):
+        h = c << bits_acct
+        h |= a
+        holders.append(h)
+    rows = len(holders[0]) + len(holders[1])
+    pairs = None
+    span = n_conn << (bits_acct + bits_inst)
+    if not _dense(span, rows):
+        pairs = _Ranks(holders[:2], n_conn << bits_acct)
+        holders = [pairs.ids(h) for h in holders[:2]] + [pairs.find(h) for h in holders[2:]]
+        span = len(pairs) << bits_inst
+    for h, i in zip(holders, codes[2], strict=True):
+        absent = h < 0
+        h <<= bits_inst
+        h |= i
+        h[absent] = -1
+    ranks = _Ranks(holders[:2], span)
+    ids = [ranks.ids(k) for k in holders[:2]] + [ranks.find(k) for k in holders[2:]]
+    instrument = ranks.values & ((1 << bits_inst) - 1)
+    holder = ranks.values >> bits_inst
+    if pairs is not None:
+        holder = pairs.values[holder]
+    return _Keys(ids, *ranks.held, holder >> bits_acct, holder & ((1 << bits_acct) - 1),
+                 instrument, uniques, codes)
 
 
 def _first(ids: np.ndarray, n: int) -> np.ndarray:
     """Index of the first row of each id (-1 where an id has no row)."""
-    first = np.full(n, -1, dtype=np.int64)
-    first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+    first = np.full(n, len(ids), dtype=np.int64)
+    np.minimum.at(first, ids, np.arange(len(ids)))
+    first[first == len(ids)] = -1
     return first
+
+
+def _present(ids: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[ids] = True
+    return out
+
+
+def _no_nan(values: np.ndarray) -> np.ndarray:
+    """NaN as 0, other values as they are; no copy when there is no NaN (a finite sum
+    proves it without a mask)."""
+    if np.isfinite(values.sum()):
+        return values
+    return np.where(np.isnan(values), 0.0, values)
+
+
+def _sums(ids: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Float sums of `values` per id (0..n-1); NaN counts 0 (other values as they are)."""
+    return np.bincount(ids, _no_nan(values), n).astype(np.float64, copy=False)
 
 
 def _categorical(codes: np.ndarray, uniques: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object),
                                      validate=False)
+
+
+def _descriptive(book: pd.DataFrame, broker: pd.DataFrame, keys: _Keys
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Codes (per key) and uniques of symbol, asset_class and currency: each taken per
+    (connection, instrument) from its first book row, else its first broker row, so that
+    one value per pair is read, never a million-row string column."""
+    bits = _bits(len(keys.uniques[2]))
+    span = max(len(keys.uniques[0]), 1) << bits
+    on_broker = not keys.has_book.all()  # else every pair has a book row
+    rows = []
+    for s in (0, 1) if on_broker else (0,):
+        r = keys.codes[0][s] << bits
+        r |= keys.codes[2][s]
+        rows.append(r)
+    ranks = None if _dense(span, sum(len(r) for r in rows)) else _Ranks(rows, span)
+    if ranks is not None:
+        rows, span = [ranks.ids(r) for r in rows], len(ranks)
+    first = [_first(r, span) for r in rows]
+    sources = [(book, first[0] >= 0, first[0])]
+    if on_broker:
+        sources.append((broker, (first[0] < 0) & (first[1] >= 0), first[1]))
+    present = np.logical_or.reduce([where for _, where, _ in sources])
+    per_key = None
+    codes, uniques = {}, {}
+    for col in _DESCRIPTIVE:
+        per_pair = np.full(span, None, dtype=object)
+        for frame, where, row in sources:
+            if col in frame.columns and where.any():
+                per_pair[where] = frame[col].take(row[where]).to_numpy(dtype=object)
+        c, u = pd.factorize(per_pair)
+        c = c.astype(_code_dtype(len(u)))
+        uniques[col] = np.asarray(u, dtype=object)
+        held = c[present]
+        if not len(held) or (held == held[0]).all():  # one value for all: no lookup
+            codes[col] = np.full(len(keys), held[0] if len(held) else -1, dtype=c.dtype)
+            continue
+        if per_key is None:
+            per_key = keys.connection << bits
+            per_key |= keys.instrument
+            if ranks is not None:
+                per_key = ranks.ids(per_key)
+        codes[col] = c[per_key]
+    return codes, uniques
 
 
 # -- prices ----------------------------------------------------------------------------------
@@ -229,7 +459,8 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
 
     - `book`: connection, account, instrument, quantity (symbol, asset_class, currency used
       when present); `broker`: a POSITIONS frame (market_price, market_value, as_of used when
-      present). Quantities of repeated keys are summed.
+      present). Quantities of repeated keys are summed. Key columns may be object, string or
+      categorical.
     - `fills_after`: FILLS the book recorded that the broker snapshot may not include; those
       executed after the snapshot's `as_of` (the key's, else the account's earliest, else
       taken as given) explain a difference of minus their signed quantity.
@@ -241,8 +472,9 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     - `prices`: {instrument: price}, a Series, or a frame (instrument, price|last,
       optional multiplier) used for price and value_diff ahead of the broker's prices.
 
-    Rows come ordered by connection, account and instrument, each in order of first
-    appearance (book first).
+    Symbol, asset class and currency of a key come from the first book row of its
+    (connection, instrument), else the first broker row. Rows come ordered by connection,
+    account and instrument, each in order of first appearance (book first).
     """
     _require(book, "book", [*KEY, "quantity"])
     _require(broker, "broker", [*KEY, "quantity"])
@@ -259,67 +491,47 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
         executed = pd.to_numeric(open_orders["filled_quantity"]).fillna(0.0) > 0
         orders = open_orders[executed.to_numpy()] if executed.any() else None
 
-    # One factorization of every source's keys: book, broker, then fills and orders.
-    sources = [book, broker, *(x for x in (fills, orders) if x is not None)]
-    lengths = np.cumsum([0, *(len(s) for s in sources)])
-    key_codes, key_uniques = [], []
-    for col in KEY:
-        values = np.concatenate([_objects(s, col) for s in sources])
-        c, u = _factorize(values, col, "" if col == "account" else None)
-        key_codes.append(c)
-        key_uniques.append(u)
-    ids, n_all = _group(key_codes, [len(u) for u in key_uniques])
-    gb, gr = ids[lengths[0]:lengths[1]], ids[lengths[1]:lengths[2]]
-
-    has_book = np.bincount(gb, minlength=n_all) > 0
-    has_broker = np.bincount(gr, minlength=n_all) > 0
-    keep = has_book | has_broker  # keys only fills or orders mention are flat on both sides
-    book_q = np.bincount(gb, np.nan_to_num(_floats(book, "quantity", "book")), n_all)
+    # Every key column of every source factorized once; keys numbered on book and broker.
+    keys = _keys([book, broker, *(x for x in (fills, orders) if x is not None)])
+    n = len(keys)
+    gb, gr = keys.ids[0], keys.ids[1]
+    book_q = _sums(gb, _floats(book, "quantity", "book"), n)
     broker_qty = _floats(broker, "quantity", "broker")
-    broker_q = np.bincount(gr, np.nan_to_num(broker_qty), n_all)
+    broker_q = _sums(gr, broker_qty, n)
     diff = broker_q - book_q
 
     # Fills and orders: the quantity each key's candidates would explain, and their notes.
-    explained = np.zeros(n_all)
-    has_candidates = np.zeros(n_all, dtype=bool)
-    first_broker = _first(gr, n_all)
+    explained = np.zeros(n)
+    has_candidates = np.zeros(n, dtype=bool)
     notes: list[pd.Series] = []
-    at = lengths[2]
+    at = 2
     if fills is not None:
-        gf = ids[at:at + len(fills)]
-        at += len(fills)
-        snapshot = _snapshots(broker, key_codes, lengths, first_broker, gf)
+        gf = keys.ids[at]
+        snapshot = _snapshots(broker, keys, at)
+        at += 1
         executed_at = _utc(fills["executed_at"]) if "executed_at" in fills.columns \
             else np.full(len(fills), np.datetime64("NaT"), dtype="datetime64[ns]")
-        after = np.isnat(snapshot) | np.isnat(executed_at) | (executed_at > snapshot)
         signed = _signs(fills, "fills_after") * np.nan_to_num(
-            _floats(fills, "quantity", "fills_after"))
-        explained -= np.bincount(gf[after], signed[after], n_all)
-        has_candidates[gf[after]] = True
-        notes.append(_fill_notes(fills[after], gf[after], executed_at[after], snapshot[after]))
+            _floats(fills, "quantity", "fills_after"), nan=0.0, posinf=np.inf,
+            neginf=-np.inf)
+        use = (gf >= 0) & (np.isnat(snapshot) | np.isnat(executed_at)
+                           | (executed_at > snapshot))
+        explained -= _sums(gf[use], signed[use], n)
+        has_candidates[gf[use]] = True
+        if use.any():
+            notes.append(_fill_notes(fills[use], gf[use], executed_at[use], snapshot[use]))
     if orders is not None:
-        go = ids[at:at + len(orders)]
+        go = keys.ids[at]
         signed = _signs(orders, "open_orders") * _floats(orders, "filled_quantity",
                                                          "open_orders")
-        explained += np.bincount(go, signed, n_all)
-        has_candidates[go] = True
-        notes.append(_order_notes(orders, go))
+        use = go >= 0
+        explained += _sums(go[use], signed[use], n)
+        has_candidates[go[use]] = True
+        if use.any():
+            notes.append(_order_notes(orders[use], go[use]))
 
-    # Descriptive columns: per (connection, instrument), from its first row, book first.
-    first_row = _first(ids, n_all)
-    pairs, n_pairs = _group([key_codes[0][:lengths[2]], key_codes[2][:lengths[2]]],
-                            [len(key_uniques[0]), len(key_uniques[2])])
-    first_of_pair = _first(pairs, n_pairs)
-    pair_of_key = pairs[np.minimum(first_row, lengths[2] - 1)]  # kept keys: a side's row
-    from_book = first_of_pair < lengths[1]
-    desc_codes, desc_uniques = {}, {}
-    for col in _DESCRIPTIVE:
-        per_pair = np.empty(n_pairs, dtype=object)
-        per_pair[from_book] = _objects(book, col)[first_of_pair[from_book]]
-        per_pair[~from_book] = _objects(broker, col)[first_of_pair[~from_book] - lengths[1]]
-        c, u = pd.factorize(per_pair)
-        desc_codes[col], desc_uniques[col] = c[pair_of_key], np.asarray(u, dtype=object)
-    # Per asset class (the last entry stands for "none"), looked up by code.
+    desc_codes, desc_uniques = _descriptive(book, broker, keys)
+    # Per asset class (code -1, no class, reads the last entry), looked up by code.
     classes = [*desc_uniques["asset_class"], None]
     class_code = desc_codes["asset_class"]
     class_tol = [tol_map.get(c, FALLBACK_TOLERANCE) if isinstance(c, str)
@@ -328,62 +540,73 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     class_rel = np.array([t.relative for t in class_tol])
     class_derivative = np.array([c in _DERIVATIVES for c in classes])
 
-    # Tolerances matter only where the sides differ at all.
-    tol = np.zeros(n_all)
-    differs = np.flatnonzero(diff != 0)
-    if len(differs):
-        code = class_code[differs]
-        scale = np.maximum(np.abs(book_q[differs]), np.abs(broker_q[differs]))
-        tol[differs] = np.maximum(class_abs[code], class_rel[code] * scale)
+    # Classes: MATCH unless the sides differ beyond the tolerance, which is computed only for
+    # the keys that differ at all; then the class of each of the (few) breaks.
+    status = np.zeros(n, dtype=np.int8)
+    differs = np.flatnonzero(diff)
+    code = class_code[differs]
+    scale = np.maximum(np.abs(book_q[differs]), np.abs(broker_q[differs]))
+    tol = np.maximum(class_abs[code], class_rel[code] * scale)
+    off = ~(np.abs(diff[differs]) <= tol)
+    breaks, tol = differs[off], tol[off]
+    status[breaks] = np.where(
+        has_candidates[breaks] & (np.abs(diff[breaks] - explained[breaks]) <= tol), 4,
+        np.where(~keys.has_book[breaks], 3, np.where(~keys.has_broker[breaks], 2, 1)))
+    unreadable = np.isin(keys.uniques[0], list(failed)) if failed else None
+    unknown = np.flatnonzero(unreadable[keys.connection]) \
+        if unreadable is not None and unreadable.any() else np.zeros(0, dtype=np.int64)
+    status[unknown] = 5
 
-    failed_codes = np.flatnonzero(np.isin(key_uniques[0], list(failed)))
-    conn_of_key = key_codes[0][first_row]
-    unknown = np.isin(conn_of_key, failed_codes)
-    status_codes = np.select(
-        [unknown, np.abs(diff) <= tol,
-         has_candidates & (np.abs(diff - explained) <= tol), ~has_book, ~has_broker],
-        [5, 0, 4, 3, 2], default=1)
-
-    price, multiplier = _prices(broker, broker_qty, gr, first_broker, broker_q, n_all)
+    unique = np.count_nonzero(keys.has_broker) == len(gr)  # (the usual) one row per key
+    price, multiplier = _prices(broker, gr, unique, broker_qty, broker_q, n)
     if prices is not None:
-        table = _price_table(prices)
-        inst = key_uniques[2][key_codes[2][first_row]]
-        given = table.reindex(pd.Index(inst, dtype=object))
-        price = np.where(given["price"].notna(), given["price"].to_numpy(), price)
-        multiplier = np.where(given["multiplier"].notna(), given["multiplier"].to_numpy(),
-                              multiplier)
-    multiplier = np.where(np.isnan(multiplier) & ~class_derivative[class_code], 1.0,
-                          multiplier)
+        table = _price_table(prices).reindex(pd.Index(keys.uniques[2], dtype=object))
+        given = table["price"].to_numpy()[keys.instrument]
+        price = np.where(np.isnan(given), price, given)
+        given = table["multiplier"].to_numpy()[keys.instrument]
+        multiplier = np.where(np.isnan(given), multiplier, given)
+    unpriced = np.flatnonzero(np.isnan(multiplier))  # no multiplier: 1 unless a derivative
+    multiplier[unpriced] = np.where(class_derivative[class_code[unpriced]], np.nan, 1.0)
+    value_diff = diff * price
+    value_diff *= multiplier
 
-    explanation = np.full(n_all, "", dtype=object)
+    # Explanations: '' but for the keys with notes and the UNKNOWN ones (a categorical).
+    noted: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
     if notes:
         by_key = pd.concat(notes).groupby(level=0, sort=False).agg("; ".join)
-        keys = by_key.index.to_numpy()
-        st = status_codes[keys]
-        explanation[keys] = np.where(
-            st == 4, by_key.to_numpy(),
-            np.where(st != 0, "not closed by " + by_key.to_numpy(), ""))
-    if unknown.any():
+        at_key = by_key.index.to_numpy(dtype=np.int64)
+        st = status[at_key]
+        keep = st != 5
+        noted.append(at_key[keep])
+        texts.append(np.where(st == 4, by_key.to_numpy(dtype=object),
+                              np.where(st != 0, "not closed by " + by_key.to_numpy(
+                                  dtype=object), ""))[keep])
+    if len(unknown):
         text = np.array([f"{c} could not be read ({failed.get(c)}): its positions are "
-                         f"unknown, not flat" for c in key_uniques[0]], dtype=object)
-        explanation[unknown] = text[conn_of_key[unknown]]
+                         f"unknown, not flat" for c in keys.uniques[0]], dtype=object)
+        noted.append(unknown)
+        texts.append(text[keys.connection[unknown]])
+    labels, phrases = pd.factorize(np.concatenate([np.array([""], dtype=object), *texts]))
+    explanation = np.zeros(n, dtype=_code_dtype(len(phrases)))
+    if noted:
+        explanation[np.concatenate(noted)] = labels[1:]
 
-    rows = np.flatnonzero(keep)
-    some = first_row[rows]
-    unknown_kept = unknown[rows]
-    out = pd.DataFrame({
-        **{col: _categorical(key_codes[i][some], key_uniques[i]) for i, col in enumerate(KEY)},
-        **{col: _categorical(desc_codes[col][rows], desc_uniques[col]) for col in _DESCRIPTIVE},
-        "book_quantity": np.where(has_book[rows], book_q[rows], np.nan),
-        "broker_quantity": np.where(has_broker[rows] & ~unknown_kept, broker_q[rows], np.nan),
-        "quantity_diff": np.where(unknown_kept, np.nan, diff[rows]),
-        "price": price[rows],
-        "value_diff": np.where(unknown_kept, np.nan,
-                               diff[rows] * price[rows] * multiplier[rows]),
-        "status": pd.Categorical.from_codes(status_codes[rows], categories=list(STATUSES)),
-        "explanation": explanation[rows],
-    }, columns=COLUMNS)
-    return out
+    book_q[~keys.has_book] = np.nan
+    broker_q[~keys.has_broker] = np.nan
+    broker_q[unknown] = diff[unknown] = value_diff[unknown] = np.nan
+    columns = {
+        "connection": _categorical(keys.connection, keys.uniques[0]),
+        "account": _categorical(keys.account, keys.uniques[1]),
+        "instrument": _categorical(keys.instrument, keys.uniques[2]),
+        **{col: _categorical(desc_codes[col], desc_uniques[col]) for col in _DESCRIPTIVE},
+        "book_quantity": book_q, "broker_quantity": broker_q, "quantity_diff": diff,
+        "price": price, "value_diff": value_diff,
+        "status": pd.Categorical.from_codes(status, categories=list(STATUSES)),
+        "explanation": _categorical(explanation, np.asarray(phrases, dtype=object)),
+    }
+    # The arrays are this call's own: no copy, and no consolidation into one float block.
+    return pd.DataFrame(columns, columns=COLUMNS, copy=False)
 
 
 def _empty() -> pd.DataFrame:
@@ -391,45 +614,58 @@ def _empty() -> pd.DataFrame:
     out = pd.DataFrame({c.name: pd.Categorical([]) if c.kind == "str" else
                         np.array([], dtype="float64") for c in RECONCILIATION}, columns=COLUMNS)
     out["status"] = pd.Categorical([], categories=list(STATUSES))
-    out["explanation"] = np.array([], dtype=object)
     return out
 
 
-def _snapshots(broker: pd.DataFrame, key_codes: list[np.ndarray], lengths: np.ndarray,
-               first_broker: np.ndarray, gf: np.ndarray) -> np.ndarray:
-    """The broker snapshot time each fill is compared with: its key's as_of, else the
-    earliest of its (connection, account), else NaT (unknown)."""
+def _snapshots(broker: pd.DataFrame, keys: _Keys, source: int) -> np.ndarray:
+    """The broker snapshot time each fill of `source` is compared with: its key's as_of
+    (of the key's first broker row), else the earliest of its (connection, account), else
+    NaT (unknown)."""
+    gf = keys.ids[source]
     out = np.full(len(gf), np.datetime64("NaT"), dtype="datetime64[ns]")
     if "as_of" not in broker.columns or not len(broker):
         return out
-    as_of = _utc(broker["as_of"])
-    row = first_broker[gf]
+    first = _first(keys.ids[1], len(keys))
+    row = np.where(gf >= 0, first[np.maximum(gf, 0)], -1)
     has = row >= 0
-    out[has] = as_of[row[has]]
-    sl_broker, sl_fills = slice(lengths[1], lengths[2]), slice(lengths[2], lengths[2] + len(gf))
-    pair_broker = pd.MultiIndex.from_arrays([key_codes[0][sl_broker], key_codes[1][sl_broker]])
-    earliest = pd.Series(as_of).groupby(pair_broker).min()
-    pair_fills = pd.MultiIndex.from_arrays([key_codes[0][sl_fills], key_codes[1][sl_fills]])
-    fallback = earliest.reindex(pair_fills).to_numpy(dtype="datetime64[ns]")
-    return np.where(has, out, fallback)
+    if has.any():
+        out[has] = _utc(broker["as_of"].take(row[has]))
+    if not has.all():
+        n_acct = max(len(keys.uniques[1]), 1)
+        pair = [keys.codes[0][s] * n_acct + keys.codes[1][s] for s in (1, source)]
+        earliest = pd.Series(_utc(broker["as_of"])).groupby(pair[0]).min()
+        out[~has] = earliest.reindex(pair[1][~has]).to_numpy(dtype="datetime64[ns]")
+    return out
 
 
-def _prices(broker: pd.DataFrame, qty: np.ndarray, gr: np.ndarray, first_broker: np.ndarray,
+def _prices(broker: pd.DataFrame, gr: np.ndarray, unique: bool, quantity: np.ndarray,
             broker_q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per key: the broker's market price, and the multiplier implied by its market value
-    (NaN when not known)."""
-    price = np.full(n, np.nan)
-    multiplier = np.full(n, np.nan)
+    """Per key: the broker's market price (of the key's first row), and the multiplier
+    implied by its market value (NaN when not known). `unique`: no key has two broker rows,
+    so each row's values (`quantity`: the broker's) are the key's, placed without a lookup
+    or a sum."""
+    price, multiplier = np.full(n, np.nan), np.full(n, np.nan)
     if "market_price" not in broker.columns:
         return price, multiplier
     mp = _floats(broker, "market_price", "broker")
-    has = first_broker >= 0
-    price[has] = mp[first_broker[has]]
-    if "market_value" in broker.columns:
-        mv = np.bincount(gr, np.nan_to_num(_floats(broker, "market_value", "broker")), n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            implied = mv / (broker_q * price)
-        multiplier = np.where(np.isfinite(implied) & (implied > 0), implied, np.nan)
+    if unique:
+        price[gr] = mp
+    else:
+        price = np.append(mp, np.nan)[_first(gr, n)]
+    if "market_value" not in broker.columns:
+        return price, multiplier
+    mv = _floats(broker, "market_value", "broker")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if unique:
+            implied = mv / (quantity * mp)
+        else:
+            implied = _sums(gr, mv, n)
+            implied /= broker_q * price
+    ok = np.isfinite(implied) & (implied > 0)
+    if unique:
+        multiplier[gr[ok]] = implied[ok]
+    else:
+        multiplier[ok] = implied[ok]
     return price, multiplier
 
 
@@ -485,9 +721,10 @@ def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
                         failed: Mapping[str, str] | None = None,
                         tolerances: Mapping[str, Tolerance | float] | None = None
                         ) -> pd.DataFrame:
-    """The same reconciliation row by row in plain Python (dicts and loops); returns a frame
-    with `COLUMNS` (explanations name the same fills and orders, less finely worded).
-    The yardstick for `reconcile` in tests and benchmarks; not for production use."""
+    """The same reconciliation row by row in plain Python (dicts keyed by tuples, and
+    loops); returns a frame with `COLUMNS` holding the same values as `reconcile`'s
+    (explanations included), with plain (not categorical) columns, rows in order of first
+    appearance. The yardstick for `reconcile` in tests and benchmarks; not for production."""
     failed = dict(failed or {})
     tol_map = _tolerances(tolerances)
 
@@ -495,7 +732,19 @@ def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
         account = row.account if isinstance(row.account, str) else ""
         return (row.connection, account, row.instrument)
 
+    def num(value: Any) -> str:
+        return "?" if value is None or value != value else f"{float(value):g}"
+
+    def hms(when: Any) -> str:
+        return when.strftime("%H:%M:%S")
+
+    def known(when: Any) -> bool:
+        return when is not None and when == when
+
     sides: list[dict[tuple, dict[str, Any]]] = [{}, {}]
+    # Symbol, asset class and currency: per (connection, instrument), its first book row's,
+    # else its first broker row's (the book is read first).
+    described: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
     for held, frame in zip(sides, (book, broker), strict=True):
         for row in frame.itertuples(index=False):
             entry = held.get(key(row))
@@ -506,38 +755,59 @@ def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
                     "currency": getattr(row, "currency", None),
                     "price": getattr(row, "market_price", float("nan")),
                     "value": 0.0, "as_of": getattr(row, "as_of", None)}
+                entry["symbol"], entry["asset_class"], entry["currency"] = described.setdefault(
+                    (row.connection, row.instrument),
+                    (entry["symbol"], entry["asset_class"], entry["currency"]))
+            elif known(when := getattr(row, "as_of", None)) and (
+                    not known(earliest := entry.get("earliest", entry["as_of"]))
+                    or when < earliest):
+                entry["earliest"] = when  # a repeated key: its earliest snapshot
             q = float(row.quantity)
             entry["quantity"] += 0.0 if q != q else q
             mv = float(getattr(row, "market_value", 0.0))
             entry["value"] += 0.0 if mv != mv else mv
     held_book, held_broker = sides
-    earliest: dict[tuple[str, str], Any] = {}
+    earliest: dict[tuple[str, str], Any] = {}  # per (connection, account)
     for (conn, acct, _), entry in held_broker.items():
-        if entry["as_of"] is not None and entry["as_of"] == entry["as_of"]:
+        if known(first := entry.get("earliest", entry["as_of"])):
             prev = earliest.get((conn, acct))
-            earliest[(conn, acct)] = entry["as_of"] if prev is None else min(prev,
-                                                                             entry["as_of"])
+            earliest[(conn, acct)] = first if prev is None else min(prev, first)
     explained: dict[tuple, float] = {}
     why: dict[tuple, list[str]] = {}
     for row in (fills_after.itertuples(index=False) if fills_after is not None else ()):
         k = key(row)
         snap = (held_broker.get(k) or {}).get("as_of") or earliest.get(k[:2])
         when = getattr(row, "executed_at", None)
-        if snap is not None and when is not None and when <= snap:
+        if known(snap) and known(when) and when <= snap:
             continue  # already in the broker's snapshot
-        sign = 1.0 if str(row.side).lower() == "buy" else -1.0
-        explained[k] = explained.get(k, 0.0) - sign * float(row.quantity)
-        why.setdefault(k, []).append(f"fill {row.fill_id}")
+        side = str(row.side).lower()
+        q = float(row.quantity)
+        explained[k] = explained.get(k, 0.0) - (1.0 if side == "buy" else -1.0) * (
+            0.0 if q != q else q)
+        fill_id = getattr(row, "fill_id", None)
+        at = "an unknown time" if not known(when) else hms(when) if known(snap) and \
+            when.date() == snap.date() else when.strftime("%Y-%m-%d %H:%M:%S")
+        why.setdefault(k, []).append(
+            f"fill {'?' if fill_id is None or fill_id != fill_id else fill_id} ({side} "
+            f"{num(row.quantity)} @ {num(getattr(row, 'price', None))}) at {at} after broker "
+            f"snapshot {hms(snap) if known(snap) else '(time unknown)'}")
     for row in (open_orders.itertuples(index=False) if open_orders is not None else ()):
         filled = float(row.filled_quantity)
         if not filled > 0:
             continue
         k = key(row)
-        sign = 1.0 if str(row.side).lower() == "buy" else -1.0
-        explained[k] = explained.get(k, 0.0) + sign * filled
-        why.setdefault(k, []).append(f"open order {row.order_id}")
+        side = str(row.side).lower()
+        explained[k] = explained.get(k, 0.0) + (1.0 if side == "buy" else -1.0) * filled
+        order_id = getattr(row, "order_id", None)
+        avg = getattr(row, "avg_fill_price", None)
+        why.setdefault(k, []).append(
+            f"open order {'?' if order_id is None or order_id != order_id else order_id} "
+            f"({side} {num(getattr(row, 'quantity', None))}, {num(filled)} filled"
+            f"{'' if avg is None or avg != avg else ' @ ' + num(avg)}) executed at the "
+            f"broker, not yet in the book")
 
     out = []
+    inf = float("inf")
     for k in {**held_book, **held_broker}:
         b, s = held_book.get(k), held_broker.get(k)
         d = b or s
@@ -549,7 +819,9 @@ def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
         tol = max(t.absolute, t.relative * max(abs(book_q or 0.0), abs(broker_q or 0.0))) \
             if diff != 0 else 0.0
         if k[0] in failed:
-            status, text = "UNKNOWN", f"{k[0]} could not be read ({failed[k[0]]})"
+            status = "UNKNOWN"
+            text = f"{k[0]} could not be read ({failed[k[0]]}): its positions are unknown, " \
+                   f"not flat"
         elif abs(diff) <= tol:
             status, text = "MATCH", ""
         elif k in explained and abs(diff - explained[k]) <= tol:
@@ -560,8 +832,8 @@ def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
             text = "not closed by " + "; ".join(why[k]) if k in why else ""
         price = s["price"] if s else float("nan")
         mult = s["value"] / (broker_q * price) if s and broker_q and price else float("nan")
-        if not mult > 0 and d["asset_class"] not in _DERIVATIVES:
-            mult = 1.0
+        if not mult > 0 or mult == inf:  # not known: 1, but for a derivative
+            mult = float("nan") if d["asset_class"] in _DERIVATIVES else 1.0
         unknown = status == "UNKNOWN"
         out.append({"connection": k[0], "account": k[1], "instrument": k[2],
                     "symbol": d["symbol"], "asset_class": d["asset_class"],

@@ -1,5 +1,5 @@
-"""Reconciliation classes, each from a minimal case and not from its neighbour; explanations;
-the vectorized frame against the row-by-row reference on random inputs."""
+"""Reconciliation classes, each from a minimal case and not from its neighbour; explanations.
+(The vectorized frame against the row-by-row reference: test_reconcile_equivalence.py.)"""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from brokerkit import frames
 from brokerkit.errors import SchemaError
-from brokerkit.post_trade import COLUMNS, reconcile, reconcile_reference
+from brokerkit.post_trade import COLUMNS, reconcile
 from brokerkit.post_trade.reconcile import Tolerance
 
 SNAPSHOT = datetime(2026, 11, 20, 14, 3, 0, tzinfo=UTC)
@@ -180,44 +178,4 @@ def test_bad_input_names_the_frame_and_the_column():
         reconcile(book(), broker(), tolerances={"equity": "tight"})
 
 
-# -- property: vectorized == row by row -----------------------------------------------------
-
-_QTY = st.sampled_from([0.0, 1.0, 2.5, 1e-9, 3e-7, 10.0, -4.0])
-_INST = st.sampled_from(["STK:X", "STK:Y", "CRYPTO:BTC/USD", "OPT:Z"])
-_KEY = st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(["A", "B"]), _INST)
-_AC = {"STK": "equity", "CRYPTO": "crypto", "OPT": "option"}
-
-
-def _ac(instrument: str) -> str:
-    return _AC[instrument.split(":")[0]]
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(_KEY, _QTY), max_size=10), st.lists(st.tuples(_KEY, _QTY),
-                                                              max_size=10),
-       st.lists(st.tuples(_KEY, st.sampled_from(["buy", "sell"]), _QTY, st.booleans()),
-                max_size=4),
-       st.lists(st.tuples(_KEY, st.sampled_from(["buy", "sell"]), _QTY), max_size=3),
-       st.sets(st.sampled_from(["c1", "c2"]), max_size=1))
-def test_vectorized_and_row_by_row_agree(book_rows, broker_rows, fill_rows, order_rows, down):
-    b = book(*[(*k, q, _ac(k[2])) for k, q in book_rows])
-    r = broker(*[(*k, q, _ac(k[2])) for k, q in broker_rows if k[0] not in down])
-    fills = frames.make(frames.FILLS, [
-        {"connection": k[0], "account": k[1], "instrument": k[2], "fill_id": f"F{n}",
-         "side": side, "quantity": abs(q), "price": 1.0,
-         "executed_at": SNAPSHOT.replace(second=30 if later else 0)}
-        for n, (k, side, q, later) in enumerate(fill_rows)])
-    orders = frames.make(frames.ORDERS, [
-        {"connection": k[0], "account": k[1], "instrument": k[2], "order_id": f"O{n}",
-         "side": side, "quantity": 10.0, "filled_quantity": abs(q)}
-        for n, (k, side, q) in enumerate(order_rows)])
-    kw = {"failed": {c: "down" for c in down}, "fills_after": fills, "open_orders": orders}
-    fast = reconcile(b, r, **kw).astype({c: object for c in ("connection", "account",
-                                                             "instrument", "status")})
-    slow = reconcile_reference(b, r, **kw)
-    both = fast.merge(slow, on=["connection", "account", "instrument"], how="outer",
-                      suffixes=("", "_ref"), indicator=True)
-    assert (both["_merge"] == "both").all()
-    assert both["status"].tolist() == both["status_ref"].tolist()
-    for col in ("book_quantity", "broker_quantity", "quantity_diff", "value_diff"):
-        np.testing.assert_allclose(both[col], both[f"{col}_ref"], equal_nan=True)
+# "Vectorized == row by row" on random frames, every column: test_reconcile_equivalence.py
