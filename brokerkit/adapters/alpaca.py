@@ -245,11 +245,7 @@ class AlpacaAdapter(Adapter):
         if self._sandbox and url is None:
             from ..sandbox import get_sandbox
 
-            sandbox = get_sandbox()
-            servers = sandbox.servers
-            if "alpaca" not in servers:
-                servers = await sandbox.start_servers_async()
-            info = servers.get("alpaca")
+            info = await get_sandbox().server_async("alpaca")
             if info is None:
                 raise ConnectionDown(self.name, "connect failed: the sandbox runs no Alpaca "
                                                 "server (option sandbox = true)")
@@ -332,7 +328,9 @@ class AlpacaAdapter(Adapter):
                          "asset_class": "crypto" if crypto else "equity", "quantity": qty,
                          "avg_cost": _f(p.avg_entry_price), "market_price": _f(p.current_price),
                          "market_value": _f(p.market_value), "currency": "USD",
-                         "unrealized_pnl": _f(p.unrealized_pl)})
+                         "unrealized_pnl": _f(p.unrealized_pl),
+                         "exchange": _v(p.exchange) if p.exchange else None,
+                         "multiplier": 1.0})
         return frames.make(frames.POSITIONS, rows, connection=self.name,
                            institution=self._institution, as_of=datetime.now(UTC))
 
