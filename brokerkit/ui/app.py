@@ -4,13 +4,15 @@ Pages: **Overview** (connection status and balances), **Positions**, **Reconcili
 **Settlement**, **Trade** (order ticket,
 blotter, kill switch). What a page offers follows the role (`brokerkit.ui.auth`): a viewer
 sees no ticket and no kill-switch controls. `create_app()` returns a `Viewer`: in a notebook it
-shows the pages as tabs; `.servable()` under `panel serve` wraps them in a template. Build one
+shows the pages as tabs; `.servable()` under `panel serve` wraps them in a template. Pages are
+built when first opened. Build one
 app per session (each has its own widgets and its own live refresh): `brokerkit serve` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
@@ -34,64 +36,121 @@ if TYPE_CHECKING:
 __all__ = ["BrokerkitApp", "create_app"]
 
 TITLE = "brokerkit"
+ACCENT = "#1f4e79"
 
 
 class BrokerkitApp(pn.viewable.Viewer):
-    """Every page of the dashboard, for one session and one user."""
+    """Every page of the dashboard, for one session and one user.
+
+    Only the Overview is built with the session; every other page is built, and its views
+    started, the first time it is opened (a session that only looks at the overview never
+    pays for the ticket, the reconciliation or the settlement calendar). The overview shows
+    the consolidated data the process fetched last, when it is recent (`LiveView.prefill`),
+    so a new session renders figures at once, then refreshes them live."""
 
     role = param.Selector(default="admin", objects=list(ROLES), constant=True)
     user = param.String(default="", constant=True)
+
+    #: The pages, in order.
+    PAGES = ("Overview", "Positions", "Trade", "Reconciliation", "Settlement")
 
     def __init__(self, *, access: Access, brokerage: BrokerageService | None = None,
                  execution: ExecutionService | None = None, **params: Any) -> None:
         super().__init__(role=access.role, user=access.user, **params)
         self.access = access
-        book = execution.book if execution is not None else None
-        ks = execution.killswitch if execution is not None else None
-        # every view starts when its page is first shown: the overview's together, at once
-        self.status = StatusView(brokerage, autostart=False)
-        self.balances = BalancesView(brokerage, autostart=False)
-        self.positions = PositionsView(brokerage, autostart=False)
-        self.blotter = BlotterView(book, autostart=False)
-        self.killswitch = KillSwitchView(ks, access=access, autostart=False)
-        reconciler = None
-        if brokerage is not None or book is not None:
-            from ..post_trade.runs import Reconciler
-
-            reconciler = Reconciler(brokerage, book)
-        self.reconciliation = ReconciliationView(reconciler, access=access, autostart=False)
-        self.settlement = SettlementView(brokerage, autostart=False)
-        self.ticket: TicketView | None = None
-        if access.can("trade"):
-            from ..execution.ticket import OrderTicket
-
-            self.ticket = TicketView(OrderTicket(execution), access=access)
-            self.ticket.ticket.param.watch(self._on_result, "result")
-        trade = pn.Row(
-            *([self.ticket] if self.ticket is not None else []),
-            pn.Column(self.killswitch, self.blotter, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
-        self.pages: dict[str, pn.viewable.Viewable] = {
-            "Overview": pn.Column(self.status, self.balances, sizing_mode="stretch_width"),
-            "Positions": pn.Column(self.positions, sizing_mode="stretch_width"),
-            "Trade": trade,
-            "Reconciliation": pn.Column(self.reconciliation, sizing_mode="stretch_width"),
-            "Settlement": pn.Column(self.settlement, sizing_mode="stretch_width"),
-        }
+        self._brokerage = brokerage
+        self._execution = execution
+        self.pages: dict[str, pn.Column] = {
+            name: pn.Column(sizing_mode="stretch_width") for name in self.PAGES}
+        self._page_views: dict[str, list[LiveView]] = {}
+        self._build_page("Overview")
         self._tabs = pn.Tabs(*self.pages.items(), dynamic=True, sizing_mode="stretch_width")
-        self._page_views: list[list[LiveView]] = [
-            [self.status, self.balances], [self.positions], [self.killswitch, self.blotter],
-            [self.reconciliation], [self.settlement]]
         self._tabs.param.watch(self._on_page, "active")
         if served():
             pn.state.onload(self._start_first_page)
 
+    # -- the views, each built on first use --------------------------------------------------
+    @cached_property
+    def status(self) -> StatusView:
+        return StatusView(self._brokerage, autostart=False)
+
+    @cached_property
+    def balances(self) -> BalancesView:
+        return BalancesView(self._brokerage, autostart=False)
+
+    @cached_property
+    def positions(self) -> PositionsView:
+        return PositionsView(self._brokerage, autostart=False)
+
+    @cached_property
+    def blotter(self) -> BlotterView:
+        return BlotterView(self._execution.book if self._execution is not None else None,
+                           autostart=False)
+
+    @cached_property
+    def killswitch(self) -> KillSwitchView:
+        ks = self._execution.killswitch if self._execution is not None else None
+        return KillSwitchView(ks, access=self.access, autostart=False)
+
+    @cached_property
+    def reconciliation(self) -> ReconciliationView:
+        reconciler = None
+        book = self._execution.book if self._execution is not None else None
+        if self._brokerage is not None or book is not None:
+            from ..post_trade.runs import Reconciler
+
+            reconciler = Reconciler(self._brokerage, book)
+        return ReconciliationView(reconciler, access=self.access, autostart=False)
+
+    @cached_property
+    def settlement(self) -> SettlementView:
+        return SettlementView(self._brokerage, autostart=False)
+
+    @cached_property
+    def ticket(self) -> TicketView | None:
+        """The order ticket, or None for a user who may not trade."""
+        if not self.access.can("trade"):
+            return None
+        from ..execution.ticket import OrderTicket
+
+        view = TicketView(OrderTicket(self._execution), access=self.access)
+        view.ticket.param.watch(self._on_result, "result")
+        return view
+
+    def _build_page(self, name: str) -> list[LiveView]:
+        """Fill page `name` (once); returns its live views."""
+        if name in self._page_views:
+            return self._page_views[name]
+        views: list[LiveView]
+        if name == "Overview":
+            views = [self.status, self.balances]
+            for view in views:
+                view.prefill()
+            content: list[Any] = views
+        elif name == "Positions":
+            views = content = [self.positions]
+        elif name == "Trade":
+            views = [self.killswitch, self.blotter]
+            content = [pn.Row(*([self.ticket] if self.ticket is not None else []),
+                              pn.Column(self.killswitch, self.blotter,
+                                        sizing_mode="stretch_width"),
+                              sizing_mode="stretch_width")]
+        elif name == "Reconciliation":
+            views = content = [self.reconciliation]
+        else:
+            views = content = [self.settlement]
+        self._page_views[name] = views
+        self.pages[name].objects = list(content)
+        return views
+
     async def _start_first_page(self) -> None:
-        await asyncio.gather(*(view.start() for view in self._page_views[self._tabs.active]))
+        name = self.PAGES[self._tabs.active]
+        await asyncio.gather(*(view.start() for view in self._build_page(name)))
 
     async def _on_page(self, event: Any) -> None:
-        """Start the views of a page the first time it is opened."""
-        await asyncio.gather(*(view.start() for view in self._page_views[event.new]))
+        """Build and start the views of a page the first time it is opened."""
+        name = self.PAGES[event.new]
+        await asyncio.gather(*(view.start() for view in self._build_page(name)))
 
     def _on_result(self, event: Any) -> None:
         """An order came back: show it in the blotter now, not at the next tick."""
@@ -101,12 +160,13 @@ class BrokerkitApp(pn.viewable.Viewer):
             pn.state.execute(self.blotter.refresh_async)
 
     def template(self) -> pn.template.BaseTemplate:
-        """The pages in a `FastListTemplate` (for a served app)."""
+        """The pages in a `BootstrapTemplate` (for a served app): the lightest of Panel's
+        templates to load (no web-component framework, no web fonts)."""
         who = f"{self.user} ({self.role})" if self.user else self.role
-        return pn.template.FastListTemplate(
+        return pn.template.BootstrapTemplate(
             title=TITLE, main=[self._tabs], header=[pn.pane.Markdown(
                 f"<span class='bk-user'>{who}</span>", css_classes=["app-user"])],
-            accent="#1f4e79", main_layout=None)
+            header_background=ACCENT)
 
     def servable(self, title: str | None = None, location: bool = True, area: str = "main",
                  target: str | None = None) -> Any:

@@ -15,6 +15,9 @@ time. The configuration, a `[serve]` table::
     [serve.users.ana]
     role = "admin"
     password_hash = "scrypt$16384$8$1$...$..."
+
+Sign-in through an OAuth provider instead (GitHub, Google, Azure AD, Okta, any OpenID Connect
+provider...) is `brokerkit.ui.oauth`; `load_serve_auth(table)` reads either from `[serve]`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import BrokerkitError, ConfigError
+
+if TYPE_CHECKING:
+    from .oauth import OAuthConfig
 
 __all__ = [
     "ACTIONS",
@@ -36,10 +42,12 @@ __all__ = [
     "Access",
     "AuthConfig",
     "NotAuthorized",
+    "ServeAuth",
     "User",
     "auth_provider",
     "can",
     "hash_password",
+    "load_serve_auth",
     "verify_password",
 ]
 
@@ -166,6 +174,53 @@ class AuthConfig:
     def authorize(self, user_info: Mapping[str, Any] | None, *_: Any) -> bool:
         """Panel's `authorize_callback`: only configured users get a session."""
         return self.role_of((user_info or {}).get("user")) is not None
+
+    def session_access(self) -> Access | None:
+        """The `Access` of the session being created (None: not a configured user)."""
+        import panel as pn
+
+        user = pn.state.user or ""
+        role = self.role_of(user)
+        if role is None:
+            return None
+        return Access(user=user, role=role, recheck=lambda: self.role_of(user))
+
+    @property
+    def login_note(self) -> str:
+        """How people sign in, for the `brokerkit serve` banner."""
+        return "login required"
+
+    def serve_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `pn.serve` that turn this login on."""
+        return {"auth_provider": auth_provider(self), "cookie_secret": self.cookie_secret}
+
+
+#: Either way of signing in to a served dashboard: both offer `authorize` (Panel's global
+#: `authorize_callback`), `session_access()`, `serve_kwargs()` and `login_note`.
+ServeAuth: TypeAlias = "AuthConfig | OAuthConfig"
+
+#: The keys of the `[serve]` table.
+_SERVE_KEYS = frozenset({"users", "cookie_secret"})
+
+
+def load_serve_auth(data: Mapping[str, Any], *, where: str = "serve") -> ServeAuth | None:
+    """The sign-in a `[serve]` table configures: hashed-password users (`AuthConfig`), an
+    OAuth provider (`brokerkit.ui.oauth.OAuthConfig`), or None. Raises `ConfigError` naming
+    the key at fault: an unknown key, both kinds at once, a missing secret."""
+    from .oauth import OAUTH_KEYS, OAuthConfig
+
+    for key in data:
+        if key not in _SERVE_KEYS | OAUTH_KEYS:
+            raise ConfigError("unknown key", key=f"{where}.{key}",
+                              expected="one of " + ", ".join(sorted(_SERVE_KEYS | OAUTH_KEYS)))
+    if data.get("users") and data.get("oauth_provider") is not None:
+        raise ConfigError("and users are both set: a server signs people in one way",
+                          key=f"{where}.oauth_provider",
+                          expected=f"either [{where}.users.NAME] or {where}.oauth_provider")
+    oauth = OAuthConfig.from_mapping(data, where=where)
+    if oauth is not None:
+        return oauth
+    return AuthConfig.from_mapping(data, where=where)
 
 
 @dataclass

@@ -75,12 +75,18 @@ class BalancesView(LiveView):
             self._service = get_brokerage_service()
         return self._service
 
+    def shared_source(self) -> Any:
+        return self.service  # the same consolidated balances for every session
+
     async def fetch_async(self) -> pd.DataFrame:
         return await self.service.balances_async()
 
     def show(self, data: pd.DataFrame) -> None:
         cols = [c for c in BALANCE_COLUMNS if c in data.columns]
-        self._table.value = data[cols].reset_index(drop=True)
+        rows = data[cols].reset_index(drop=True)
+        if rows.equals(self._table.value):
+            return  # nothing changed: send nothing to the browser
+        self._table.value = rows
         per = buying_power_by_account(data)
         institutions = list(dict.fromkeys(per["institution"]))
         palette = {inst: Category10_10[i % 10] for i, inst in enumerate(institutions)}

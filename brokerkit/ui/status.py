@@ -65,6 +65,9 @@ class StatusView(LiveView):
             self._service = get_brokerage_service()
         return self._service
 
+    def shared_source(self) -> Any:
+        return self.service  # the same consolidated status for every session
+
     async def fetch_async(self) -> dict[str, Any]:
         return await self.service.get_status_async()
 
@@ -74,6 +77,8 @@ class StatusView(LiveView):
         rows = pd.DataFrame(data["connections"], columns=list(STATUS_COLUMNS))
         rows["accounts"] = rows["accounts"].map(lambda a: ", ".join(a or ()))
         rows["last_error"] = rows["last_error"].fillna("")
+        if rows.equals(self._table.value):
+            return  # nothing changed: send nothing to the browser
         self._table.value = rows
         self._table.style.apply(_color_status, axis=1)
 
