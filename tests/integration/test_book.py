@@ -363,9 +363,9 @@ def test_a_write_that_must_not_wait_gives_up_at_once_when_the_lock_is_held(book)
         other.close()
 
 
+@pytest.mark.parametrize("book_url", ["sqlite"], indirect=True)  # no-wait writes are SQLite's
 def test_no_wait_writes_see_a_halt_committed_a_moment_before(book):
-    if not book.writes_nowait:
-        pytest.skip("no-wait writes are SQLite's")
+    assert book.writes_nowait
     book.journal_order(order("a"), nowait=True)
     other = Book(book.engine.url, shared=False)
     try:
@@ -389,10 +389,10 @@ def test_an_in_memory_book_journals_on_its_pools_own_connection():
         book.close()
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("book_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)  # the server closing an idle connection is PostgreSQL's
 def test_a_journal_connection_closed_by_the_server_is_replaced_without_a_lost_order(book):
-    if book.dialect != "postgresql":
-        pytest.skip("the server closing an idle connection is PostgreSQL's")
+    assert book.dialect == "postgresql"
     book.journal_order(order("a"))  # pins a connection
     pid = book._hot._conn.driver_connection.info.backend_pid  # that one, no other
     with book.engine.connect() as conn:
