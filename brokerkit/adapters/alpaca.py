@@ -104,6 +104,9 @@ RATE_SKEW_S = 0.5
 DEFAULT_TIMEOUT = 10.0
 #: Longest wait for a request slot before a submit; longer, and it is refused unsent.
 SUBMIT_WAIT_MAX = 5.0
+#: Fills of at most this many unknown orders look those orders up one by one; more, and the
+#: adapter lists the latest 500 orders once.
+ORDER_LOOKUPS_MAX = 5
 
 _OPTIONS = {"paper", "url", "data_url", "sandbox", "timeout", "rate_limit", "request_limit"}
 _NY = ZoneInfo("America/New_York")
@@ -378,12 +381,25 @@ class AlpacaAdapter(Adapter):
             if len(page) < 100:
                 break
             token = str(page[-1]["id"])
-        if any(str(a.get("order_id")) not in self._coids for a in items):
-            await self._all_orders()
+        await self._learn_client_order_ids({str(a.get("order_id")) for a in items})
         rows = [self._fill_row(a) for a in items if a.get("activity_type", "FILL") == "FILL"]
         df = frames.make(frames.FILLS, rows, connection=self.name)
         self._cache["fills"] = (started, (since, df))
         return df
+
+    async def _learn_client_order_ids(self, order_ids: set[str]) -> None:
+        """Client order ids of orders this adapter did not place (another process, another
+        tool): a few are asked for one by one, many with one list of the latest orders."""
+        unknown = order_ids - self._coids.keys()
+        if len(unknown) > ORDER_LOOKUPS_MAX:
+            await self._all_orders()
+            return
+        for order_id in unknown:
+            try:
+                o = await self._call(self._trading.get_order_by_id, order_id)
+            except AdapterError:  # gone or not ours: the fill keeps no client order id
+                continue
+            self._coids[str(o.id)] = o.client_order_id
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Latest bid, ask and last trade for `symbols` (stocks, and crypto pairs 'BTC/USD');
