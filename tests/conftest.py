@@ -3,6 +3,8 @@ on the machine (a real brokerkit.toml, a real book, real secrets) is ever read o
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -48,6 +50,38 @@ def _no_real_keyring():
     yield
     keyring.set_keyring(old)
     reset_secret_store()
+
+
+# --- sandboxes and adapters ---------------------------------------------------------------
+
+_sandbox_seeds = itertools.count(70_000)
+
+
+@pytest.fixture
+def fresh_sandbox():
+    """A sandbox of its own (a seed no other test uses), forgotten after the test."""
+    from brokerkit.sandbox import get_sandbox, reset_sandbox
+
+    seed = next(_sandbox_seeds)
+    yield get_sandbox(seed)
+    reset_sandbox(seed)
+
+
+@pytest.fixture
+def adapters():
+    """`adapters(adapter, connect=True)` connects `adapter` and returns it; every adapter
+    passed is closed after the test."""
+    made = []
+
+    def keep(adapter, *, connect: bool = True):
+        if connect:
+            adapter.connect()
+        made.append(adapter)
+        return adapter
+
+    yield keep
+    for adapter in made:
+        adapter.close()
 
 
 # --- the book: `book_url` over SQLite and PostgreSQL, and an open `book` ------------------

@@ -100,6 +100,7 @@ _ORDER_TYPE = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: 
 _ORDER_TYPE_BACK = {v: k for k, v in _ORDER_TYPE.items()}
 _TIF = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC",
         TimeInForce.FOK: "FOK", TimeInForce.OPG: "OPG"}
+_TIF_BACK = {v: k for k, v in _TIF.items()}
 _STATUS = {"PendingSubmit": OrderStatus.PENDING, "ApiPending": OrderStatus.PENDING,
            "PreSubmitted": OrderStatus.ACCEPTED, "Submitted": OrderStatus.ACCEPTED,
            "ApiUpdate": OrderStatus.ACCEPTED, "ValidationError": OrderStatus.ACCEPTED,
@@ -219,10 +220,6 @@ def _contract_columns(c: Contract, inst: Instrument) -> dict[str, Any]:
             "multiplier": mult if mult == mult else 1.0, "expiry": inst.expiry,
             "strike": None if inst.strike is None else float(inst.strike),
             "right": inst.right or None}
-
-
-def _broker_symbol(inst: Instrument) -> str:
-    return inst.symbol
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +636,7 @@ class IBKRAdapter(Adapter):
         inst = instrument_of(c)
         cols = _contract_columns(c, inst)
         mult = cols["multiplier"] if c.secType in ("OPT", "FUT", "FOP") else 1.0
-        return {"account": account, "instrument": inst.key, "symbol": _broker_symbol(inst),
+        return {"account": account, "instrument": inst.key, "symbol": inst.symbol,
                 "asset_class": inst.asset_class.value, "quantity": float(qty),
                 "avg_cost": _f(avg_cost) / mult,  # IB's per-contract cost includes it
                 "market_price": _f(price), "market_value": _f(value),
@@ -683,7 +680,7 @@ class IBKRAdapter(Adapter):
         tz = self._time_zone(inst.key, c.currency)
         return {"account": e.acctNumber, "fill_id": e.execId, "order_id": _order_id(
                     e.permId, e.clientId, e.orderId), "client_order_id": e.orderRef or None,
-                "instrument": inst.key, "symbol": _broker_symbol(inst),
+                "instrument": inst.key, "symbol": inst.symbol,
                 "asset_class": inst.asset_class.value,
                 "side": "buy" if e.side in ("BOT", "BUY") else "sell",
                 "quantity": float(e.shares), "price": float(e.price),
@@ -716,7 +713,7 @@ class IBKRAdapter(Adapter):
                 raise AdapterError(self.name, f"no quote for {c.localSymbol or c.symbol}")
             inst = instrument_of(c)
             as_of = t.time or datetime.now(UTC)
-            rows.append({"instrument": inst.key, "symbol": _broker_symbol(inst),
+            rows.append({"instrument": inst.key, "symbol": inst.symbol,
                          "bid": _f(t.bid), "ask": _f(t.ask), "last": _f(t.last),
                          "currency": c.currency, "as_of": as_of})
         return frames.make(frames.QUOTES, rows, connection=self.name)
@@ -730,7 +727,7 @@ class IBKRAdapter(Adapter):
             c = d.contract
             inst = instrument_of(c)
             mult = _f(c.multiplier)
-            rows.append({"instrument": inst.key, "symbol": _broker_symbol(inst),
+            rows.append({"instrument": inst.key, "symbol": inst.symbol,
                          "asset_class": inst.asset_class.value, "currency": c.currency,
                          "exchange": _contract_columns(c, inst)["exchange"],
                          "tradable": True, "fractionable": False,
@@ -1099,12 +1096,12 @@ class IBKRAdapter(Adapter):
         except ValueError:
             inst = None
         otype = _ORDER_TYPE_BACK.get(o.orderType)
-        tif = {v: k for k, v in _TIF.items()}.get(o.tif)
+        tif = _TIF_BACK.get(o.tif)
         status = self._broker_order(t).status
         return {"account": o.account, "order_id": _order_id(o.permId, o.clientId, o.orderId),
                 "client_order_id": o.orderRef or None,
                 "instrument": inst.key if inst else None,
-                "symbol": _broker_symbol(inst) if inst else c.symbol,
+                "symbol": inst.symbol if inst else c.symbol,
                 "asset_class": inst.asset_class.value if inst else None,
                 "side": "buy" if o.action == "BUY" else "sell",
                 "order_type": otype.value if otype else o.orderType.lower(),

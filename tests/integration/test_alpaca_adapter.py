@@ -3,7 +3,6 @@ pre-trade, submits sent exactly once, and recovery of a dropped submit through t
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 
@@ -20,13 +19,11 @@ from brokerkit.config import ConnectionConfig, Settings
 from brokerkit.errors import ConfigError, ConnectionDown, SubmitUncertain
 from brokerkit.execution.service import ExecutionService
 from brokerkit.model import OrderIntent, OrderStatus
-from brokerkit.sandbox import get_sandbox, reset_sandbox
 from brokerkit.sandbox.alpaca import ACCOUNT, start_alpaca
 from brokerkit.secrets import get_secret_store
 
 KEY, SECRET = "PKADAPTERKEY", "adapter-secret"
 SECRETS = {"api_key": "alpaca_key", "secret_key": "alpaca_secret"}
-_seeds = itertools.count(82_000)
 
 
 @pytest.fixture(autouse=True)
@@ -37,32 +34,23 @@ def _keys(monkeypatch):
 
 
 @pytest.fixture
-def server():
-    seed = next(_seeds)
-    srv = runtime.run(start_alpaca(get_sandbox(seed), key_id=KEY, secret_key=SECRET,
+def server(fresh_sandbox):
+    srv = runtime.run(start_alpaca(fresh_sandbox, key_id=KEY, secret_key=SECRET,
                                    rate_limit=None))
     yield srv
     runtime.run(srv.close())
-    reset_sandbox(seed)
 
 
 @pytest.fixture
-def connect(server):
-    made: list[AlpacaAdapter] = []
-
+def connect(server, adapters):
     def _connect(*, connect: bool = True, **options) -> AlpacaAdapter:
         options.setdefault("url", server.url)
         options.setdefault("rate_limit", False)
         cfg = ConnectionConfig("alpaca", "alpaca", options=options, secrets=SECRETS)
-        adapter = AlpacaAdapter(cfg, get_secret_store().resolve(SECRETS))
-        if connect:
-            adapter.connect()
-        made.append(adapter)
-        return adapter
+        return adapters(AlpacaAdapter(cfg, get_secret_store().resolve(SECRETS)),
+                        connect=connect)
 
-    yield _connect
-    for a in made:
-        a.close()
+    return _connect
 
 
 @pytest.fixture

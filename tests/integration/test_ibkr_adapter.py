@@ -4,7 +4,6 @@ future, an FX position), client ids, reconnects that lose no fill, and the pipel
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import uuid
@@ -17,37 +16,25 @@ from brokerkit.adapters.ibkr import IBKRAdapter, contract_for, instrument_of
 from brokerkit.config import ConnectionConfig
 from brokerkit.errors import AdapterError, ConfigError, SubmitUncertain
 from brokerkit.model import AssetClass, OrderIntent, OrderStatus
-from brokerkit.sandbox import get_sandbox, reset_sandbox
 from brokerkit.sandbox.tws import start_tws
 
-_seeds = itertools.count(91_000)
-
 
 @pytest.fixture
-def gateway():
-    seed = next(_seeds)
-    srv = runtime.run(start_tws(get_sandbox(seed)))
+def gateway(fresh_sandbox):
+    srv = runtime.run(start_tws(fresh_sandbox))
     yield srv
     runtime.run(srv.close())
-    reset_sandbox(seed)
 
 
 @pytest.fixture
-def connect(gateway):
-    made: list[IBKRAdapter] = []
-
+def connect(gateway, adapters):
     def _connect(name: str = "ibkr", *, connect: bool = True, **options) -> IBKRAdapter:
         options.setdefault("port", gateway.info["port"])
         options.setdefault("timeout", 2)
-        adapter = IBKRAdapter(ConnectionConfig(name, "ibkr", options=options))
-        if connect:
-            adapter.connect()
-        made.append(adapter)
-        return adapter
+        return adapters(IBKRAdapter(ConnectionConfig(name, "ibkr", options=options)),
+                        connect=connect)
 
-    yield _connect
-    for a in made:
-        a.close()
+    return _connect
 
 
 def _coid() -> str:
@@ -436,12 +423,11 @@ def test_a_future_fills_margined_at_ibkr(connect):
     assert a.margin_requirements().iloc[0]["initial_margin"] > margin_before
 
 
-def test_the_adapter_works_at_the_oldest_server_version_too():
-    seed = next(_seeds)
-    gw = runtime.run(start_tws(get_sandbox(seed), server_version=157))
-    a = IBKRAdapter(ConnectionConfig("ibkr-157", "ibkr", options={"port": gw.info["port"]}))
+def test_the_adapter_works_at_the_oldest_server_version_too(fresh_sandbox, adapters):
+    gw = runtime.run(start_tws(fresh_sandbox, server_version=157))
     try:
-        a.connect()
+        a = adapters(IBKRAdapter(ConnectionConfig("ibkr-157", "ibkr",
+                                                  options={"port": gw.info["port"]})))
         assert a.ib.client.serverVersion() == 157
         assert {"equity", "option", "future", "fx"} <= set(a.positions()["asset_class"])
         assert a.what_if(symbol="AAPL", side="buy", quantity=10).iloc[0][
@@ -449,7 +435,6 @@ def test_the_adapter_works_at_the_oldest_server_version_too():
         got = a.submit(OrderIntent.of(symbol="AAPL", side="buy", quantity=1), _coid())
         assert got.status is OrderStatus.FILLED
         assert got.client_order_id in set(a.fills()["client_order_id"])
-    finally:
         a.close()
+    finally:
         runtime.run(gw.close())
-        reset_sandbox(seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,40 +15,27 @@ from brokerkit.adapters.paper import PaperAdapter
 from brokerkit.config import ConnectionConfig
 from brokerkit.errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
 from brokerkit.model import OrderIntent, OrderStatus
-from brokerkit.sandbox import get_sandbox, reset_sandbox
 
 MONDAY_10AM_NY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-_seeds = itertools.count(70_000)
 
 
 @pytest.fixture
-def sandbox():
-    """A sandbox of its own (fresh seed) with a frozen clock on a Monday morning in New York."""
-    seed = next(_seeds)
-    sb = get_sandbox(seed)
-    sb.market.clock.freeze(MONDAY_10AM_NY)
-    yield sb
-    reset_sandbox(seed)
+def sandbox(fresh_sandbox):
+    """A sandbox of its own with a frozen clock on a Monday morning in New York."""
+    fresh_sandbox.market.clock.freeze(MONDAY_10AM_NY)
+    return fresh_sandbox
 
 
 @pytest.fixture
-def connect(sandbox):
-    made: list[PaperAdapter] = []
-
+def connect(sandbox, adapters):
     def _connect(name: str = "paper-us", *, accounts: tuple[str, ...] = (), connect: bool = True,
                  read_only: bool = False, **options) -> PaperAdapter:
         options.setdefault("seed", sandbox.seed)
         cfg = ConnectionConfig(name=name, type="paper", options=options, accounts=accounts,
                                read_only=read_only)
-        adapter = PaperAdapter(cfg)
-        if connect:
-            adapter.connect()
-        made.append(adapter)
-        return adapter
+        return adapters(PaperAdapter(cfg), connect=connect)
 
-    yield _connect
-    for a in made:
-        a.close()
+    return _connect
 
 
 def coid() -> str:

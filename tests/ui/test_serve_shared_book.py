@@ -4,34 +4,15 @@ blotter (the kill switch and the journal live in the book, not in a process)."""
 
 from __future__ import annotations
 
-import os
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
-
 from playwright.sync_api import expect
 from serveproc import ServeProcess
 
 pytestmark = [pytest.mark.ui, pytest.mark.postgres]
-
-CHROMIUM = os.environ.get("BROKERKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium (Playwright's own download does not work offline)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
 @pytest.fixture(autouse=True)
@@ -40,32 +21,6 @@ def _patient_expect() -> Iterator[None]:
     expect.set_options(timeout=20_000)
     yield
     expect.set_options(timeout=5_000)  # Playwright's default
-
-
-@pytest.fixture
-def pg_book_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema (the servers migrate it, under the book's lock);
-    dropped afterwards."""
-    import sqlalchemy as sa
-
-    from brokerkit.book import close_books
-
-    base = os.environ.get("BROKERKIT_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("BROKERKIT_TEST_DATABASE_URL is not set")
-    schema = f"bk_serve_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    try:
-        yield url_text
-    finally:
-        close_books(url_text)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 def _open_trade(browser: Any, url: str) -> Any:
@@ -84,11 +39,13 @@ def _preview_and_place(page: Any) -> None:
     expect(page.locator(".ticket-confirm")).to_contain_text("Send BUY 1 AAPL")
 
 
-def test_two_servers_share_the_kill_switch_and_the_journal(browser, pg_book_url, tmp_path):
+@pytest.mark.parametrize("book_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)  # a book several processes share: PostgreSQL
+def test_two_servers_share_the_kill_switch_and_the_journal(browser, book_url, tmp_path):
     from brokerkit.book import Book
     from brokerkit.serve import free_port
 
-    env = {"BROKERKIT_DATABASE_URL": pg_book_url}
+    env = {"BROKERKIT_DATABASE_URL": book_url}
     with ServeProcess(free_port(), env, tmp_path / "a.log") as a, \
             ServeProcess(free_port(), env, tmp_path / "b.log") as b:
         a.wait_alive()
@@ -119,7 +76,7 @@ def test_two_servers_share_the_kill_switch_and_the_journal(browser, pg_book_url,
         expect(result).to_contain_text("TRADING_HALTED")
         expect(orders_a).to_have_count(1)  # the refused order never reached the journal
 
-    book = Book(pg_book_url)
+    book = Book(book_url)
     try:
         assert book.orders_frame()["status"].tolist() == ["FILLED"]
         audit = book.audit_frame()
