@@ -379,7 +379,7 @@ class OrderIntent:
             raise InvalidIntent("intent", f"expected a dict or OrderIntent, got "
                                           f"{type(intent).__name__}")
         raw: dict[str, Any] = {**(intent or {}), **kwargs}
-        known = {f.name for f in fields(cls)}
+        known = _INTENT_FIELDS
         data: dict[str, Any] = {}
         for key, value in raw.items():
             name = _ALIASES.get(str(key).lower(), str(key).lower())
@@ -400,12 +400,25 @@ class OrderIntent:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = v.value if isinstance(v, Enum) else str(v) if isinstance(v, Decimal) \
+        for name, v in self.__dict__.items():
+            out[name] = v.value if isinstance(v, Enum) else str(v) if isinstance(v, Decimal) \
                 else v
         return out
 
+    def routed(self, client_order_id: str, connection: str, account: str | None,
+               asset_class: AssetClass) -> OrderIntent:
+        """This intent as the pipeline sends it: with its client order id, connection,
+        account and asset class (each already validated; nothing else re-checked)."""
+        if not _CLIENT_ID.fullmatch(client_order_id):
+            raise InvalidIntent("client_order_id", f"{client_order_id!r}: 1-48 characters of "
+                                                   f"A-Z a-z 0-9 . _ : -")
+        out = object.__new__(OrderIntent)
+        out.__dict__.update(self.__dict__, client_order_id=client_order_id,
+                            connection=connection, account=account, asset_class=asset_class)
+        return out
+
+
+_INTENT_FIELDS = frozenset(f.name for f in fields(OrderIntent))
 
 _PRICES_NEEDED: dict[OrderType, tuple[str, ...]] = {
     OrderType.MARKET: (),

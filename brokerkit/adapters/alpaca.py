@@ -174,6 +174,7 @@ class AlpacaAdapter(Adapter):
         asset_classes=frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.CRYPTO}),
         fractional=True, notional=True, order_types=frozenset(OrderType),
         notional_order_types=NOTIONAL_ORDER_TYPES, short_selling=True)
+    submits_here = True  # alpaca-py is synchronous: a waiting caller's thread sends
 
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
                  ) -> None:
@@ -534,6 +535,24 @@ class AlpacaAdapter(Adapter):
     async def submit_async(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
         """Send `intent` once with `client_order_id`. A refusal (4xx) comes back REJECTED with
         Alpaca's message; a timeout, dropped connection or 5xx raises `SubmitUncertain`."""
+        request = self._submit_request(intent, client_order_id)
+        if isinstance(request, BrokerOrder):
+            return request
+        await self._limiter.acquire(operation="submit")
+        return await asyncio.to_thread(self._send_order, request, client_order_id)
+
+    def submit_here(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder | None:
+        """`submit_async` on the calling thread (alpaca-py is synchronous); None, sending
+        nothing, when the request limit has no room now."""
+        request = self._submit_request(intent, client_order_id)
+        if isinstance(request, BrokerOrder):
+            return request
+        if not self._limiter.try_acquire(operation="submit"):
+            return None
+        return self._send_order(request, client_order_id)
+
+    def _submit_request(self, intent: OrderIntent, client_order_id: str) -> Any:
+        """alpaca-py's request for `intent`, or the REJECTED answer when it cannot be sent."""
         if not self.capabilities.trading:
             raise self._read_only("submit")
         if self._orders is None:
@@ -550,9 +569,12 @@ class AlpacaAdapter(Adapter):
             return self._refused(client_order_id, f"Alpaca's request limit ({self._limiter}) "
                                  f"is used up for the next {wait:.1f} s; the order was not "
                                  f"sent (lower the connection's rate_limit for orders)")
-        await self._limiter.acquire(operation="submit")
+        return request
+
+    def _send_order(self, request: Any, client_order_id: str) -> BrokerOrder:
+        """POST the order (blocking; alpaca-py never retries it: `_orders._retry = 0`)."""
         try:
-            order = await asyncio.to_thread(self._orders.submit_order, request)
+            order = self._orders.submit_order(request)
         except Exception as exc:
             status = getattr(exc, "status_code", None)
             if status is not None and 400 <= status < 500:

@@ -21,6 +21,8 @@ submit_async           trading    `BrokerOrder` acknowledgement; raises `SubmitU
                                   it cannot know whether the broker took the order
 cancel_async           trading    `BrokerOrder` after the cancel request
 lookup_async           trading    `BrokerOrder` or None, by client order id
+submit_here            optional   `submit_async` from the caller's thread, for synchronous SDKs
+                                  (with `submits_here = True`); None when it must not block
 =====================  =========  ===============================================================
 
 Read-only adapters (statement imports) leave the trading methods alone: the base refuses.
@@ -122,6 +124,9 @@ class Adapter(runtime.Bridged):
 
     institution: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: True when `submit_here` can send from the caller's thread (an adapter over a
+    #: synchronous SDK): the pipeline's fast path for callers that wait.
+    submits_here: ClassVar[bool] = False
 
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
                  ) -> None:
@@ -250,7 +255,19 @@ class Adapter(runtime.Bridged):
     async def lookup_async(self, client_order_id: str) -> BrokerOrder | None:
         raise self._read_only("lookup")
 
+    def submit_here(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder | None:
+        """Send `intent` from the calling thread, blocking it (adapters whose SDK is
+        synchronous set `submits_here`): no hand-over to the runtime loop, a worker thread and
+        back. Answers and raises as `submit_async`; None when it cannot send without waiting
+        (a request limit is full), and then nothing was sent. Never call it on the runtime
+        loop."""
+        return None
+
     def submit(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
+        if self.submits_here and not runtime.in_runtime():
+            ack = self.submit_here(intent, client_order_id)
+            if ack is not None:
+                return ack
         return runtime.run(self.submit_async(intent, client_order_id))
 
     def cancel(self, order_id: str) -> BrokerOrder:

@@ -47,7 +47,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -225,6 +225,11 @@ class ExecutionService(runtime.Bridged):
         #: ACK_FLUSH_DELAY
         self._acks: list[tuple[str, dict[str, Any]]] = []
         self._ack_timer: asyncio.TimerHandle | None = None
+        #: guards what `place_order`'s fast path (the caller's thread) shares with the loop:
+        #: the acknowledgements waiting for the book, and the cached positions and buying
+        #: power with the service's own fills since their last refresh. Held briefly, never
+        #: across an await or a broker call.
+        self._mutex = threading.RLock()
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -247,6 +252,17 @@ class ExecutionService(runtime.Bridged):
 
     def place_order(self, intent: OrderIntent | Mapping[str, Any] | None = None, /,
                     **kwargs: Any) -> OrderResult:
+        """`place_order_async` for a caller that waits. When the caller's thread may block
+        (a script, a notebook cell, a worker thread), everything the checks read is cached and
+        fresh, and the connection's SDK is synchronous (`Adapter.submits_here`), the order goes
+        from this thread: the same checks, journal and submit, without handing it to the
+        runtime loop, to a worker thread and back (each hand-over costs about 0.1 ms, as much
+        as the checks and the journal together). Anything else, and every fault after the
+        journal write, goes through the runtime loop."""
+        if not runtime.in_runtime():
+            done = self._place_here(intent, kwargs)
+            if done is not None:
+                return done
         return runtime.run(self.place_order_async(intent, **kwargs))
 
     async def preview_async(self, intent: OrderIntent | Mapping[str, Any] | None = None, /,
@@ -404,30 +420,78 @@ class ExecutionService(runtime.Bridged):
                 self._quote(cache, adapter, intent.symbol),
                 self._hours(cache, adapter, intent.symbol), self._state(cache, adapter),
                 self._account_types(cache, adapter), self._trading_state(fresh=preview))
-        facts_row, quote, hours, (positions, balances), types, state = inputs
+        ac, limits = self._order_limits(intent, chosen, inputs[0])
+        exposure = await self._gross_exposure() if limits.max_gross_exposure else None
+        return self._checked(intent, chosen, adapter, account, cache, tuple(inputs), ac, limits,
+                             exposure)
+
+    def _prepare_now(self, intent: OrderIntent) -> _Order | None:
+        """`_prepare` from the caller's thread (`place_order`'s fast path): only when the
+        order routes to a connected adapter that submits from the caller's thread and every
+        input of the checks is cached and fresh; else None (nothing done)."""
+        chosen = route(intent, self.routing, self._targets())
+        if isinstance(chosen, Violation):
+            return None
+        try:
+            adapter = self.brokerage.adapter(chosen.connection)
+            if not adapter.submits_here or self.brokerage.health(
+                    chosen.connection).status not in ("connected", "degraded"):
+                return None
+            account = chosen.account or self._default_account(chosen.connection, adapter)
+        except AdapterError:
+            return None
+        cache = self._cache(chosen.connection)
+        with self._mutex:
+            inputs = self._inputs_now(cache, intent.symbol)
+            if inputs is None:
+                return None
+            ac, limits = self._order_limits(intent, chosen, inputs[0])
+            exposure = None
+            if limits.max_gross_exposure:
+                whole = self._cache("*")
+                if time.monotonic() - whole.state_at >= STATE_TTL:
+                    return None
+                exposure = whole.exposure
+            return self._checked(intent, chosen, adapter, account, cache, inputs, ac, limits,
+                                 exposure)
+
+    def _order_limits(self, intent: OrderIntent, chosen: Route,
+                      facts_row: Mapping[str, Any] | None) -> tuple[AssetClass, Any]:
+        """The order's asset class (the broker's facts win over the route's guess) and the
+        risk limits that apply to it."""
         ac = chosen.asset_class
         if facts_row is not None:
             ac = intent.asset_class or AssetClass.parse(facts_row["asset_class"])
+        return ac, self.limits.for_order(chosen.connection, ac, intent.symbol)
+
+    def _checked(self, intent: OrderIntent, chosen: Route, adapter: Adapter, account: str,
+                 cache: _Cache, inputs: tuple[Any, ...], ac: AssetClass, limits: Any,
+                 exposure: Decimal | None) -> _Order:
+        """Run every pre-trade check on the gathered inputs (no await, no I/O)."""
+        facts_row, quote, hours, (positions, balances), types, state = inputs
         instrument = facts_row["instrument"] if facts_row else f"?:{intent.symbol}"
         currency = (facts_row or {}).get("currency") or intent.currency or "USD"
-        limits = self.limits.for_order(chosen.connection, ac, intent.symbol)
         limiter = self._limiter(chosen.connection, adapter)
         base = self.brokerage.base_currency
         try:
             fx = Decimal(repr(self.brokerage.fx.rate(currency, base)))
         except Exception:
             fx = None
-        fingerprint = intent_fingerprint(intent, chosen.connection, account)
+        # only when duplicates are looked for (`duplicate_window_seconds` > 0)
+        fingerprint = intent_fingerprint(intent, chosen.connection, account) \
+            if self._duplicates.window else ""
+        with self._mutex:  # the cached state and the own fills since, read together
+            position = self._position(cache, positions, account, instrument)
+            buying_power = self._buying_power(cache, balances, account, currency)
         ctx = CheckContext(
             intent=intent, connection=chosen.connection, account=account, asset_class=ac,
-            limits=limits, trading_state=state.state,
-            position=self._position(cache, positions, account, instrument),
+            limits=limits, trading_state=state.state, position=position,
             price=_price(quote), currency=currency, base_currency=base, fx_to_base=fx,
-            gross_exposure=await self._gross_exposure() if limits.max_gross_exposure else None,
-            buying_power=self._buying_power(cache, balances, account, currency),
+            gross_exposure=exposure, buying_power=buying_power,
             instrument=_facts(facts_row), market_open=hours, account_type=types.get(account),
             within_rate_limit=limiter.wait_time() == 0.0 or limits.on_rate_limit == "wait",
-            rate_limit=str(limiter), duplicate=self._duplicates.seen(fingerprint),
+            rate_limit=str(limiter),
+            duplicate=bool(fingerprint) and self._duplicates.seen(fingerprint),
         )
         violations = [_with_state(v, state) for v in run_checks(ctx)]
         violations += adapter.check_intent(intent, facts_row)
@@ -435,10 +499,68 @@ class ExecutionService(runtime.Bridged):
                       fingerprint)
 
     async def _send(self, order: _Order) -> OrderResult:
+        from ..book import DuplicateClientOrderId, TradingBlocked
+
+        coid, sent, row = self._journal_row(order)
+        try:
+            await self._journal(row, self._guard(order.ctx))
+        except (TradingBlocked, DuplicateClientOrderId) as exc:
+            return await self._journal_refused(order, coid, exc)
+        return await self._dispatch(order, coid, sent)
+
+    def _place_here(self, intent: OrderIntent | Mapping[str, Any] | None,
+                    kwargs: Mapping[str, Any]) -> OrderResult | None:
+        """`place_order` on the caller's thread (see there); None when it must go through the
+        runtime loop instead, and then nothing was journaled or sent. Once the order is
+        journaled it is never handed back: a refusal, a full rate limit, a submit that must
+        wait or fails goes on through the loop's same steps from where it stands."""
+        from ..book import DuplicateClientOrderId, TradingBlocked
+
+        if not self.book.writes_nowait:  # PostgreSQL: the journal is a network round trip
+            return None
+        try:
+            parsed = OrderIntent.of(intent, **kwargs)
+        except InvalidIntent:  # worded and audited by the loop's path
+            return None
+        order = self._prepare_now(parsed)
+        if order is None or order.violations:
+            return None
+        limiter = self._limiter(order.ctx.connection, order.adapter)
+        if limiter.wait_time() > 0.0:
+            return None
+        coid, sent, row = self._journal_row(order)
+        try:
+            if not self._journal_now(row, self._guard(order.ctx)):
+                return None  # another writer holds the lock: nothing written
+        except (TradingBlocked, DuplicateClientOrderId) as exc:
+            return runtime.run(self._journal_refused(order, coid, exc))
+        if not limiter.try_acquire():  # taken meanwhile by another thread
+            return runtime.run(self._dispatch(order, coid, sent))
+        self._duplicates.remember(order.fingerprint)
+        sent_at = datetime.now(UTC)
+        try:
+            ack = order.adapter.submit_here(sent, coid)
+        except (SubmitUncertain, TimeoutError, ConnectionError, AdapterError, OSError) as exc:
+            return runtime.run(self._uncertain(order, coid, sent_at, exc))
+        if ack is None:  # the adapter's request limit wants a wait: the loop waits
+            return runtime.run(self._dispatch(order, coid, sent, admitted=True))
+        filled = self._note_ack(coid, ack, order, sent_at)
+        # The loop is woken only when it has something to do: no timer is armed for the
+        # acknowledgement (one that is armed, or the next journal write, takes it along:
+        # `_ack_timer` is cleared before the acknowledgements are taken), or a fill wants a
+        # pull and none is pending.
+        if self._ack_timer is None or (filled and not self._fill_sync_pending(
+                order.ctx.connection)):
+            runtime.get_loop().call_soon_threadsafe(self._after_ack, order.ctx.connection,
+                                                    filled)
+        return self._answer(order, ack)
+
+    @staticmethod
+    def _journal_row(order: _Order) -> tuple[str, OrderIntent, dict[str, Any]]:
+        """The client order id, the intent as sent, and the journal row of `order`."""
         intent, ctx = order.intent, order.ctx
         coid = intent.client_order_id or new_client_order_id()
-        sent = replace(intent, client_order_id=coid, connection=ctx.connection,
-                       account=ctx.account, asset_class=ctx.asset_class)
+        sent = intent.routed(coid, ctx.connection, ctx.account, ctx.asset_class)
         row = {
             "client_order_id": coid, "connection": ctx.connection, "account": ctx.account,
             "instrument": order.instrument, "symbol": intent.symbol,
@@ -448,27 +570,36 @@ class ExecutionService(runtime.Bridged):
             "stop_price": intent.stop_price, "time_in_force": intent.time_in_force.value,
             "intent": sent.to_dict(),
         }
-        from ..book import DuplicateClientOrderId, TradingBlocked
+        return coid, sent, row
 
-        try:
-            await self._journal(row, self._guard(ctx))
-        except TradingBlocked as exc:
+    async def _journal_refused(self, order: _Order, coid: str, exc: Exception) -> OrderResult:
+        """The journal refused the order: trading is halted or reducing (the row is written
+        REJECTED), or its client order id was used before (nothing written)."""
+        from ..book import TradingBlocked
+
+        if isinstance(exc, TradingBlocked):
             code = "TRADING_HALTED" if exc.state.halted or "HALTED" in exc.reason \
                 else "REDUCE_ONLY_WOULD_INCREASE_POSITION"
             v = Violation(code, exc.reason)
             await self._db(self.book.update_order, coid, violations=[v.to_dict()])
-            return self._result_rejected(intent, ctx, (v,), coid)
-        except DuplicateClientOrderId:
+        else:
             v = Violation("DUPLICATE_INTENT", f"client order id {coid} was already used")
-            return self._result_rejected(intent, ctx, (v,), coid)
+        return self._result_rejected(order.intent, order.ctx, (v,), coid)
 
+    async def _dispatch(self, order: _Order, coid: str, sent: OrderIntent,
+                        admitted: bool = False) -> OrderResult:
+        """Send a journaled order: the rate limit (unless `admitted` already), the submit,
+        and on a fault the lookup; then record and answer."""
+        intent, ctx = order.intent, order.ctx
         limiter = self._limiter(ctx.connection, order.adapter)
-        if ctx.limits.on_rate_limit == "wait":
+        if admitted:
+            pass
+        elif ctx.limits.on_rate_limit == "wait":
             await limiter.acquire()
         elif not limiter.try_acquire():
             v = Violation("RATE_LIMIT_EXCEEDED", f"{limiter} reached")
             await self._db(self.book.update_order, coid, status="REJECTED",
-                                    reason=v.message, violations=[v.to_dict()])
+                           reason=v.message, violations=[v.to_dict()])
             return self._result_rejected(intent, ctx, (v,), coid)
         self._duplicates.remember(order.fingerprint)
         # The journal row is committed (JOURNALED): from here the broker may have the order,
@@ -478,16 +609,29 @@ class ExecutionService(runtime.Bridged):
             async with asyncio.timeout(SUBMIT_TIMEOUT):  # no extra task, unlike wait_for
                 ack = await order.adapter.submit_async(sent, coid)
         except (SubmitUncertain, TimeoutError, ConnectionError, AdapterError, OSError) as exc:
-            why = str(exc) or type(exc).__name__
-            log.warning("submit of %s to %s uncertain (%s): looking it up", coid,
-                        ctx.connection, why)
-            await self._db(self.book.update_order, coid, status="UNCERTAIN",
-                                    reason=why, sent_at=sent_at)
-            found = await self._lookup(order.adapter, coid)
-            if found is None:
-                return await self._unresolved(coid, ctx, intent, why, order.adapter)
-            ack = found
+            return await self._uncertain(order, coid, sent_at, exc)
         self._record(coid, ack, order, sent_at)
+        return self._answer(order, ack)
+
+    async def _uncertain(self, order: _Order, coid: str, sent_at: datetime,
+                         exc: BaseException) -> OrderResult:
+        """The submit timed out or failed: the broker may or may not have the order. Look it
+        up by client order id (never send it again) and answer with what the broker has."""
+        ctx = order.ctx
+        why = str(exc) or type(exc).__name__
+        log.warning("submit of %s to %s uncertain (%s): looking it up", coid, ctx.connection,
+                    why)
+        await self._db(self.book.update_order, coid, status="UNCERTAIN", reason=why,
+                       sent_at=sent_at)
+        found = await self._lookup(order.adapter, coid)
+        if found is None:
+            return await self._unresolved(coid, ctx, order.intent, why, order.adapter)
+        self._record(coid, found, order, sent_at)
+        return self._answer(order, found)
+
+    @staticmethod
+    def _answer(order: _Order, ack: BrokerOrder) -> OrderResult:
+        intent, ctx = order.intent, order.ctx
         return _result(ack, ctx.connection, ctx.account, intent.symbol, intent.side.value,
                        _f(ctx.quantity) if intent.quantity is None else float(intent.quantity))
 
@@ -495,27 +639,37 @@ class ExecutionService(runtime.Bridged):
         """Write the order to the journal, the trading state re-read in the same transaction;
         acknowledgements waiting for the book ride along (one commit).
 
-        On SQLite the write is first tried right here on the runtime loop without waiting:
-        a tenth of a millisecond, like the checks, and no hand-over to the book thread and
-        back. If another writer holds the lock, nothing was written and it is done on the
-        book thread, which waits for the lock. PostgreSQL always goes to the book thread."""
-        from ..book import BookBusy
-
-        acks, self._acks = self._acks, []
+        On SQLite the write is first tried right here on the runtime loop without waiting
+        (`_journal_now`); if another writer holds the lock it is done on the book thread,
+        which waits for the lock. PostgreSQL always goes to the book thread."""
         if self._ack_timer is not None:  # they go now: no separate write later
             self._ack_timer.cancel()
             self._ack_timer = None
-        if self.book.writes_nowait:
-            ctx = contextvars.copy_context()  # as on the book thread: a copy of the context
-            try:
-                ctx.run(self.book.journal_order, row, guard, acks=acks, nowait=True)
-            except BookBusy:
-                pass
-            else:
-                if self.book.checkpoint_due():
-                    self._db_later(self.book.checkpoint)
-                return
+        if self.book.writes_nowait and self._journal_now(row, guard):
+            return
+        with self._mutex:
+            acks, self._acks = self._acks, []
         await self._db(self.book.journal_order, row, guard, acks=acks, _flush=False)
+
+    def _journal_now(self, row: dict[str, Any], guard: Callable[[Any], str | None]) -> bool:
+        """The SQLite journal write that never waits, with the acknowledgements waiting for
+        the book: a tenth of a millisecond, like the checks, so the runtime loop or the
+        caller's thread does it itself. False when another writer holds the lock: nothing
+        was written, and the acknowledgements wait on. Raises as `Book.journal_order`."""
+        from ..book import BookBusy
+
+        with self._mutex:
+            acks, self._acks = self._acks, []
+        ctx = contextvars.copy_context()  # as on the book thread: a copy of the context
+        try:
+            ctx.run(self.book.journal_order, row, guard, acks=acks, nowait=True)
+        except BookBusy:
+            with self._mutex:
+                self._acks[:0] = acks  # back in front, in their order
+            return False
+        if self.book.checkpoint_due():
+            self._db_later(self.book.checkpoint)
+        return True
 
     def _guard(self, ctx: CheckContext):  # type: ignore[no-untyped-def]
         """The check the journal runs on the trading state it reads in its own transaction."""
@@ -556,22 +710,29 @@ class ExecutionService(runtime.Bridged):
 
     def _record(self, coid: str, ack: BrokerOrder, order: _Order,
                 sent_at: datetime | None = None) -> None:
+        """Record an acknowledgement (on the runtime loop)."""
+        self._after_ack(order.ctx.connection, self._note_ack(coid, ack, order, sent_at))
+
+    def _note_ack(self, coid: str, ack: BrokerOrder, order: _Order,
+                  sent_at: datetime | None) -> bool:
+        """Queue the acknowledgement for the book and count its fill into the cached state
+        (any thread); True when it filled (its fills are then pulled: `_after_ack`).
+
+        Off the critical path: the answer goes back to the caller now, and the book gets it
+        with the next journal write (one transaction), or with any other book call of this
+        service, or on its own after ACK_FLUSH_DELAY, whichever is first; so every later
+        book call of this service sees it. A crash before it lands leaves the row
+        unresolved, and recovery looks the order up at the broker (never sends it again)."""
         fields: dict[str, Any] = {"status": ack.status.value, "sent_at": sent_at,
                                   "broker_order_id": ack.order_id,
                                   "filled_quantity": ack.filled_quantity,
                                   "avg_fill_price": ack.avg_fill_price}
         if ack.reason:
             fields["reason"] = ack.reason
-        # Off the critical path: the answer goes back to the caller now, and the book gets it
-        # with the next journal write (one transaction), or with any other book call of this
-        # service, or on its own after ACK_FLUSH_DELAY, whichever is first; so every later
-        # book call of this service sees it. A crash before it lands leaves the row
-        # unresolved, and recovery looks the order up at the broker (never sends it again).
-        self._acks.append((coid, fields))
-        if self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(ACK_FLUSH_DELAY,
-                                                                    self._flush_acks)
-        if ack.filled_quantity:
+        with self._mutex:
+            self._acks.append((coid, fields))
+            if not ack.filled_quantity:
+                return False
             cache = self._cache(order.ctx.connection)
             key = (order.ctx.account, order.instrument)
             signed = Decimal(repr(ack.filled_quantity)) * order.intent.side.sign
@@ -580,11 +741,23 @@ class ExecutionService(runtime.Bridged):
                 cost = Decimal(repr(ack.filled_quantity * ack.avg_fill_price))
                 cache.spent[order.ctx.account] = cache.spent.get(order.ctx.account,
                                                                  Decimal(0)) + cost
-            self._schedule_fill_sync(order.ctx.connection)
+        return True
+
+    def _after_ack(self, connection: str, filled: bool) -> None:
+        """On the runtime loop after `_note_ack`: the timer that writes acknowledgements no
+        journal write carried, and the pull of the connection's fills."""
+        if self._ack_timer is None and self._acks:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_FLUSH_DELAY,
+                                                                    self._flush_acks)
+        if filled:
+            self._schedule_fill_sync(connection)
+
+    def _fill_sync_pending(self, connection: str) -> bool:
+        task = self._fill_syncs.get(connection)
+        return task is not None and not task.done()
 
     def _schedule_fill_sync(self, connection: str) -> None:
-        task = self._fill_syncs.get(connection)
-        if task is None or task.done():
+        if not self._fill_sync_pending(connection):
             self._fill_syncs[connection] = asyncio.create_task(self._fill_sync(connection))
 
     async def _fill_sync(self, connection: str) -> int:
@@ -703,9 +876,10 @@ class ExecutionService(runtime.Bridged):
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        if not self._acks:
+        with self._mutex:
+            acks, self._acks = self._acks, []
+        if not acks:
             return
-        acks, self._acks = self._acks, []
         ctx = contextvars.copy_context()
 
         def job() -> None:
@@ -808,10 +982,11 @@ class ExecutionService(runtime.Bridged):
                                          strict=True):
                     if bp == bp:  # NaN: the broker did not say
                         power.setdefault(acct, []).append((ccy, float(bp)))
-                cache.positions, cache.balances = held, power
-                cache.deltas.clear()
-                cache.spent.clear()
-                cache.state_at = time.monotonic()
+                with self._mutex:  # `place_order`'s fast path reads them from its thread
+                    cache.positions, cache.balances = held, power
+                    cache.deltas.clear()
+                    cache.spent.clear()
+                    cache.state_at = time.monotonic()
         return cache.positions, cache.balances
 
     async def _account_types(self, cache: _Cache, adapter: Adapter) -> dict[str, str]:

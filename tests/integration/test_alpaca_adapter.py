@@ -3,6 +3,7 @@ pre-trade, submits sent exactly once, and recovery of a dropped submit through t
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -339,3 +340,84 @@ def test_fills_since_a_time_leave_out_older_ones(connect, direct):
     a.submit(INTENTS["market"], coid())
     assert len(a.fills(since=datetime.now(UTC) - timedelta(hours=1))) == 1
     assert len(a.fills(since=datetime.now(UTC) + timedelta(hours=1))) == 0
+
+
+# -- the fast path: a waiting caller's thread sends ---------------------------------------------
+
+@pytest.fixture
+def warm(execution, server):
+    """The pipeline after one order (its caches filled), and the threads that sent each order
+    POST since: recorded by a response hook on the order client's requests session. On SQLite
+    a waiting caller's own thread sends; on PostgreSQL (no journal write without waiting) the
+    order goes through the runtime loop and a worker thread."""
+    first = execution.place_order(symbol="AAPL", side="buy", quantity=1)
+    assert first.status is OrderStatus.FILLED, first.reason
+    senders: list[int] = []
+
+    def hook(response, *args, **kwargs):
+        if response.request.method == "POST":
+            senders.append(threading.get_ident())
+
+    adapter = execution.brokerage.adapter("alpaca")
+    adapter._orders._session.hooks["response"].append(hook)  # observe; nothing changed
+    return execution, senders
+
+
+def test_warm_order_is_sent_from_the_callers_thread_and_recorded(warm, direct):
+    execution, senders = warm
+    result = execution.place_order(symbol="AAPL", side="buy", quantity="0.25")
+    assert result.status is OrderStatus.FILLED, result.reason
+    caller = threading.get_ident()
+    assert (senders == [caller]) is execution.book.writes_nowait, senders
+    assert str(direct.get_order_by_client_id(result.client_order_id).id) == result.order_id
+    execution.flush()
+    row = execution.book.get_order(result.client_order_id)
+    assert row["status"] == "FILLED" and row["broker_order_id"] == result.order_id
+    assert row["sent_at"] is not None and float(row["filled_quantity"]) == 0.25
+
+
+def test_fast_path_drop_after_accept_is_looked_up_not_resent(warm, server, direct):
+    execution, _ = warm
+    posts = server.requests["POST /v2/orders"]
+    server.broker.faults.set("submit", drop_after_accept=1)
+    result = execution.place_order(symbol="AAPL", side="buy", quantity=2)
+    assert result.status is OrderStatus.FILLED, result.reason
+    assert server.requests["POST /v2/orders"] == posts + 1  # sent once, found by lookup
+    assert direct.get_order_by_client_id(result.client_order_id).client_order_id \
+        == result.client_order_id
+    execution.flush()
+    assert execution.book.get_order(result.client_order_id)["status"] == "FILLED"
+
+
+def test_fast_path_halt_from_another_book_rejects_before_sending(warm, server, book_url):
+    execution, senders = warm
+    posts = server.requests["POST /v2/orders"]
+    other = Book(book_url, shared=False)
+    try:
+        other.set_trading_state("HALTED", "desk halt", "tester")
+        result = execution.place_order(symbol="AAPL", side="buy", quantity=3)
+    finally:
+        other.set_trading_state("ACTIVE", "resumed", "tester")
+        other.close()
+    assert result.codes == ["TRADING_HALTED"] and "desk halt" in result.reason
+    assert server.requests["POST /v2/orders"] == posts and senders == []
+    assert execution.book.get_order(result.client_order_id)["status"] == "REJECTED"
+
+
+def test_callers_on_many_threads_lose_no_order_and_no_acknowledgement(warm, server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    execution, senders = warm
+    posts = server.requests["POST /v2/orders"]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(
+            lambda i: execution.place_order(symbol="AAPL", side="buy", quantity=f"0.{10 + i}"),
+            range(40)))  # each a different order: the duplicate check stays out of it
+    assert all(r.status is OrderStatus.FILLED for r in results), {r.reason for r in results}
+    coids = {r.client_order_id for r in results}
+    assert len(coids) == 40 and server.requests["POST /v2/orders"] == posts + 40
+    assert len(senders) == 40
+    execution.flush()
+    rows = [execution.book.get_order(c) for c in coids]
+    assert {r["status"] for r in rows} == {"FILLED"}
+    assert all(r["broker_order_id"] and r["sent_at"] for r in rows)
