@@ -26,6 +26,14 @@ is local work plus one journal write:
   writer holds the lock nothing was written and the write goes to the book thread, which
   waits. PostgreSQL writes always go to the book thread. Either way the statements are
   prepared once, on a pinned connection (`Book.journal_order`).
+- A caller that waits (`place_order`, not `place_order_async`) on a thread that may block,
+  with every input of the checks cached, on SQLite, to a connection whose SDK is synchronous
+  (`Adapter.submits_here`: Alpaca) has its order checked, journaled and sent on its own
+  thread, like a bare SDK call: no hand-over to the runtime loop and a worker thread and back
+  (each costs about 0.1 ms, as much as the checks and the journal together). What it shares
+  with the loop (acknowledgements waiting for the book, cached positions and buying power) is
+  touched under one lock; after the journal write, anything that must wait or went wrong
+  continues on the loop from where it stands.
 - The acknowledgement is recorded after the answer, off the critical path: it rides along the
   next journal write (same transaction), or any other book call of this service, or is
   written on its own after `ACK_FLUSH_DELAY`; so every later book call of this service sees it,
