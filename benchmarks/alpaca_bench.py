@@ -6,9 +6,7 @@
    called from the main thread, interleaved. A third line, brokerkit's adapter `submit` alone
    (no checks, no journal), splits the gap into what the pipeline costs and what the adapter
    costs. A waiting caller's thread sends the order itself (`Adapter.submits_here`), so the
-   adapter alone costs about what bare alpaca-py does. Then the same with 4 callers at once
-   on each side (4 threads, 4 orders in flight): the throughput a strategy with several
-   workers sees, where the pipeline's work overlaps other orders' round trips.
+   adapter alone costs about what bare alpaca-py does.
 2. With the sandbox's 200 requests/min on and `on_rate_limit = "wait"`: orders sent as fast as
    the pipeline admits them for at least 70 s (the order in flight then may wait for the next
    window); prints the orders per minute over the whole minutes from the burst's start, the
@@ -25,7 +23,6 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +64,22 @@ def overhead(workdir: Path, n: int) -> float:
     import subprocess
     import sys
 
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import MarketOrderRequest
+
     proc = subprocess.Popen([sys.executable, "-m", "brokerkit.cli", "sandbox", "--json",
                              "--alpaca-rate-limit", "0"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())["servers"]["alpaca"]
         key, secret = info["credentials"]["key_id"], info["credentials"]["secret_key"]
-        client = _client(info["url"], key, secret)
+        client = TradingClient(key, secret, paper=True, url_override=info["url"])
+        client._session.trust_env = False
 
         def bare() -> None:
-            _bare_submit(client)
+            client.submit_order(MarketOrderRequest(symbol="AAPL", qty=0.01, side="buy",
+                                                   time_in_force="day",
+                                                   client_order_id=uuid.uuid4().hex))
 
         svc = _service(info["url"], None, workdir / "overhead.db", key, secret)
 
@@ -112,14 +115,13 @@ def overhead(workdir: Path, n: int) -> float:
         adapter_rate = n / spent["adapter"]
         print(f"  bare alpaca-py submit_order            {bare_rate:8.1f} orders/s  ({n} orders)")
         print(f"  brokerkit adapter submit, unguarded    {adapter_rate:8.1f} orders/s  "
-              f"(ratio {adapter_rate / bare_rate:.3f}: the sync bridge and worker thread)")
+              f"(ratio {adapter_rate / bare_rate:.3f})")
         print(f"  brokerkit place_order                  {kit_rate:8.1f} orders/s  ({n} orders)")
         ratio = kit_rate / bare_rate
         print(f"  ratio brokerkit / bare                 {ratio:8.3f}  (target >= 0.85)")
         print(f"  per order: pipeline {(spent['kit'] - spent['adapter']) / n * 1e6:6.0f} us, "
-              f"adapter and bridge {(spent['adapter'] - spent['bare']) / n * 1e6:6.0f} us "
+              f"adapter {(spent['adapter'] - spent['bare']) / n * 1e6:6.0f} us "
               f"over bare")
-        concurrent(client_for=lambda: _client(info["url"], key, secret), kit=kit, n=n)
         svc.sync_fills()  # let the background fill pull finish before the server stops
         svc.close()
         svc.brokerage.close()
@@ -127,48 +129,6 @@ def overhead(workdir: Path, n: int) -> float:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _client(url: str, key: str, secret: str) -> Any:
-    from alpaca.trading.client import TradingClient
-
-    client = TradingClient(key, secret, paper=True, url_override=url)
-    client._session.trust_env = False
-    return client
-
-
-def _bare_submit(client: Any) -> None:
-    from alpaca.trading.requests import MarketOrderRequest
-
-    client.submit_order(MarketOrderRequest(symbol="AAPL", qty=0.01, side="buy",
-                                           time_in_force="day",
-                                           client_order_id=uuid.uuid4().hex))
-
-
-def concurrent(client_for: Callable[[], Any], kit: Callable[[], None], n: int,
-               workers: int = 4, rounds: int = 3) -> float:
-    """Orders/s with `workers` callers at once on each side (bare alpaca-py: a client per
-    thread), in alternating blocks of n/rounds orders; returns the ratio."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    clients = [client_for() for _ in range(workers)]
-    per_block = max(workers, n // rounds)
-    spent = {"bare": 0.0, "kit": 0.0}
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            list(pool.map(lambda i: _bare_submit(clients[i % workers]), range(per_block)))
-            spent["bare"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            list(pool.map(lambda _i: kit(), range(per_block)))
-            spent["kit"] += time.perf_counter() - t0
-    total = per_block * rounds
-    bare_rate, kit_rate = total / spent["bare"], total / spent["kit"]
-    print(f"  {workers} callers at once: bare alpaca-py     {bare_rate:8.1f} orders/s  "
-          f"({total} orders)")
-    print(f"  {workers} callers at once: place_order        {kit_rate:8.1f} orders/s  "
-          f"(ratio {kit_rate / bare_rate:.3f})")
-    return kit_rate / bare_rate
 
 
 def rate_limited(sandbox: Any, workdir: Path, seconds: float) -> tuple[float, int]:

@@ -238,6 +238,9 @@ class ExecutionService(runtime.Bridged):
         #: power with the service's own fills since their last refresh. Held briefly, never
         #: across an await or a broker call.
         self._mutex = threading.RLock()
+        #: the fast path's journal writes, one at a time: a caller's thread may wait its turn
+        #: (a tenth of a millisecond) where the loop's no-wait write would find the book busy
+        self._journal_turn = threading.Lock()
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -538,7 +541,9 @@ class ExecutionService(runtime.Bridged):
             return None
         coid, sent, row = self._journal_row(order)
         try:
-            if not self._journal_now(row, self._guard(order.ctx)):
+            with self._journal_turn:  # callers on several threads take turns, not the loop
+                written = self._journal_now(row, self._guard(order.ctx))
+            if not written:
                 return None  # another writer holds the lock: nothing written
         except (TradingBlocked, DuplicateClientOrderId) as exc:
             return runtime.run(self._journal_refused(order, coid, exc))
