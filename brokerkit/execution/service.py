@@ -233,6 +233,7 @@ class ExecutionService(runtime.Bridged):
         #: ACK_FLUSH_DELAY
         self._acks: list[tuple[str, dict[str, Any]]] = []
         self._ack_timer: asyncio.TimerHandle | None = None
+        self._acks_since: float | None = None  # when the oldest of them was queued
         #: guards what `place_order`'s fast path (the caller's thread) shares with the loop:
         #: the acknowledgements waiting for the book, and the cached positions and buying
         #: power with the service's own fills since their last refresh. Held briefly, never
@@ -424,7 +425,7 @@ class ExecutionService(runtime.Bridged):
             return await self._rejected_unrouted(intent, v)
         account = chosen.account or self._default_account(chosen.connection, adapter)
         cache = self._cache(chosen.connection)
-        inputs = None if preview else self._inputs_now(cache, intent.symbol)
+        inputs = None if preview else self._inputs_now(cache, adapter, intent.symbol)
         if inputs is None:  # something to fetch: all of it at once
             inputs = await asyncio.gather(
                 self._facts(cache, adapter, intent.symbol),
@@ -453,7 +454,7 @@ class ExecutionService(runtime.Bridged):
             return None
         cache = self._cache(chosen.connection)
         with self._mutex:
-            inputs = self._inputs_now(cache, intent.symbol)
+            inputs = self._inputs_now(cache, adapter, intent.symbol, here=True)
             if inputs is None:
                 return None
             ac, limits = self._order_limits(intent, chosen, inputs[0])
@@ -660,9 +661,8 @@ class ExecutionService(runtime.Bridged):
             self._ack_timer = None
         if self.book.writes_nowait and self._journal_now(row, guard):
             return
-        with self._mutex:
-            acks, self._acks = self._acks, []
-        await self._db(self.book.journal_order, row, guard, acks=acks, _flush=False)
+        await self._db(self.book.journal_order, row, guard, acks=self._take_acks(),
+                       _flush=False)
 
     def _journal_now(self, row: dict[str, Any], guard: Callable[[Any], str | None]) -> bool:
         """The SQLite journal write that never waits, with the acknowledgements waiting for
@@ -671,14 +671,15 @@ class ExecutionService(runtime.Bridged):
         was written, and the acknowledgements wait on. Raises as `Book.journal_order`."""
         from ..book import BookBusy
 
-        with self._mutex:
-            acks, self._acks = self._acks, []
+        acks = self._take_acks()
         ctx = contextvars.copy_context()  # as on the book thread: a copy of the context
         try:
             ctx.run(self.book.journal_order, row, guard, acks=acks, nowait=True)
         except BookBusy:
             with self._mutex:
                 self._acks[:0] = acks  # back in front, in their order
+                if acks and self._acks_since is None:
+                    self._acks_since = time.monotonic()
             return False
         if self.book.checkpoint_due():
             self._db_later(self.book.checkpoint)
@@ -743,6 +744,8 @@ class ExecutionService(runtime.Bridged):
         if ack.reason:
             fields["reason"] = ack.reason
         with self._mutex:
+            if not self._acks:
+                self._acks_since = time.monotonic()
             self._acks.append((coid, fields))
             if not ack.filled_quantity:
                 return False
@@ -761,7 +764,7 @@ class ExecutionService(runtime.Bridged):
         journal write carried, and the pull of the connection's fills."""
         if self._ack_timer is None and self._acks:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_FLUSH_DELAY,
-                                                                    self._flush_acks)
+                                                                    self._ack_due)
         if filled:
             self._schedule_fill_sync(connection)
 
@@ -889,8 +892,7 @@ class ExecutionService(runtime.Bridged):
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        with self._mutex:
-            acks, self._acks = self._acks, []
+        acks = self._take_acks()
         if not acks:
             return
         ctx = contextvars.copy_context()
@@ -908,6 +910,28 @@ class ExecutionService(runtime.Bridged):
             log.error("%d acknowledgements not recorded (%s); recovery will look them up",
                       len(acks), exc)
 
+    def _take_acks(self) -> list[tuple[str, dict[str, Any]]]:
+        """The acknowledgements waiting for the book, taken (any thread)."""
+        with self._mutex:
+            acks, self._acks, self._acks_since = self._acks, [], None
+        return acks
+
+    def _ack_due(self) -> None:
+        """The acknowledgement timer (runtime loop): what has waited ACK_FLUSH_DELAY for a
+        journal write to carry it is written on its own; while orders keep coming each one
+        is carried by the next order's journal write within that time, and the timer only
+        waits again (no write of its own to collide with theirs)."""
+        self._ack_timer = None
+        with self._mutex:
+            since = self._acks_since
+        if since is None:
+            return
+        left = since + ACK_FLUSH_DELAY - time.monotonic()
+        if left > 0:
+            self._ack_timer = asyncio.get_running_loop().call_later(left, self._ack_due)
+        else:
+            self._flush_acks()
+
     # -- cached broker state ----------------------------------------------------------------
     async def _trading_state(self, fresh: bool = False) -> StateView:
         """The trading state for the checks, re-read at most every STATE_CHECK_TTL seconds.
@@ -919,11 +943,16 @@ class ExecutionService(runtime.Bridged):
             self._state_at = now
         return StateView.of_view(self._state_view)
 
-    def _inputs_now(self, cache: _Cache, symbol: str) -> tuple[Any, ...] | None:
+    def _inputs_now(self, cache: _Cache, adapter: Adapter, symbol: str, *,
+                    here: bool = False) -> tuple[Any, ...] | None:
         """Everything the checks read, when all of it is cached and fresh (the usual case for
-        a running service): no task, no await. None when anything must be fetched (or a
-        cached quote is getting old: the slow path refreshes it in the background)."""
+        a running service): no task, no await. A quote between QUOTE_TTL and QUOTE_STALE old
+        is used while a fresh one is fetched in the background, as `_quote` does. On a
+        caller's thread that may block (`here`), a trading state read more than
+        STATE_CHECK_TTL ago is read again right there. None when anything must be fetched."""
         now = time.monotonic()
+        if here and (self._state_view is None or now - self._state_at >= STATE_CHECK_TTL):
+            self._state_view, self._state_at = self.killswitch.state(), now
         view = self._state_view
         if (view is None or now - self._state_at >= STATE_CHECK_TTL
                 or now - cache.state_at >= STATE_TTL or cache.account_types is None):
@@ -931,8 +960,15 @@ class ExecutionService(runtime.Bridged):
         facts, quote, hours = cache.facts.get(symbol), cache.quotes.get(symbol), \
             cache.hours.get(symbol)
         if (facts is None or now - facts[0] >= FACTS_TTL or quote is None
-                or now - quote[0] >= QUOTE_TTL or hours is None or now - hours[0] >= HOURS_TTL):
+                or now - quote[0] >= QUOTE_STALE or hours is None
+                or now - hours[0] >= HOURS_TTL):
             return None
+        if now - quote[0] >= QUOTE_TTL and symbol not in cache.refreshing:
+            if here:
+                runtime.get_loop().call_soon_threadsafe(self._revalidate_quote, cache, adapter,
+                                                        symbol)
+            else:
+                self._revalidate_quote(cache, adapter, symbol)
         return (facts[1], quote[1], hours[1], (cache.positions, cache.balances),
                 cache.account_types, StateView.of_view(view))
 
@@ -1033,10 +1069,7 @@ class ExecutionService(runtime.Bridged):
         if hit is not None and age < ttl:
             return hit[1]
         if hit is not None and stale is not None and refreshing is not None and age < stale:
-            if key not in refreshing:
-                refreshing.add(key)
-                task = asyncio.ensure_future(self._fetch(store, key, fetch, what))
-                task.add_done_callback(lambda _t: refreshing.discard(key))
+            self._revalidate(store, key, fetch, what, refreshing)
             return hit[1]
         return await self._fetch(store, key, fetch, what)
 
@@ -1053,13 +1086,32 @@ class ExecutionService(runtime.Bridged):
                      ) -> dict[str, Any] | None:
         """The latest quote: fetched when older than QUOTE_STALE; between QUOTE_TTL and
         QUOTE_STALE the cached one is used while a fresh one is fetched in the background."""
+        return await self._cached(cache.quotes, symbol, QUOTE_TTL,
+                                  self._quote_fetch(adapter, symbol),
+                                  f"quote for {symbol} at {adapter.name}", QUOTE_STALE,
+                                  cache.refreshing)
+
+    @staticmethod
+    def _quote_fetch(adapter: Adapter, symbol: str
+                     ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
         async def fetch() -> dict[str, Any] | None:
             df = await adapter.quotes_async([symbol])
             return df.iloc[0].to_dict() if len(df) else None
 
-        return await self._cached(cache.quotes, symbol, QUOTE_TTL, fetch,
-                                  f"quote for {symbol} at {adapter.name}", QUOTE_STALE,
-                                  cache.refreshing)
+        return fetch
+
+    def _revalidate_quote(self, cache: _Cache, adapter: Adapter, symbol: str) -> None:
+        """Fetch a fresh quote in the background unless one is on its way (runtime loop)."""
+        self._revalidate(cache.quotes, symbol, self._quote_fetch(adapter, symbol),
+                         f"quote for {symbol} at {adapter.name}", cache.refreshing)
+
+    def _revalidate(self, store: dict[str, tuple[float, Any]], key: str,
+                    fetch: Callable[[], Awaitable[Any]], what: str,
+                    refreshing: set[str]) -> None:
+        if key not in refreshing:
+            refreshing.add(key)
+            task = asyncio.ensure_future(self._fetch(store, key, fetch, what))
+            task.add_done_callback(lambda _t: refreshing.discard(key))
 
     async def _hours(self, cache: _Cache, adapter: Adapter, symbol: str) -> bool | None:
         return await self._cached(cache.hours, symbol, HOURS_TTL,

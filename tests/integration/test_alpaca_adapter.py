@@ -3,6 +3,7 @@ pre-trade, submits sent exactly once, and recovery of a dropped submit through t
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -421,3 +422,36 @@ def test_callers_on_many_threads_lose_no_order_and_no_acknowledgement(warm, serv
     rows = [execution.book.get_order(c) for c in coids]
     assert {r["status"] for r in rows} == {"FILLED"}
     assert all(r["broker_order_id"] and r["sent_at"] for r in rows)
+
+
+def test_fast_path_acknowledgement_lands_in_the_book_on_its_own(warm):
+    execution, _ = warm
+    result = execution.place_order(symbol="AAPL", side="buy", quantity="0.3")
+    assert result.status is OrderStatus.FILLED, result.reason
+    deadline = time.monotonic() + 5  # no later order carries it: its timer writes it
+    while execution.book.get_order(result.client_order_id)["status"] != "FILLED":
+        assert time.monotonic() < deadline, "the acknowledgement never reached the book"
+        time.sleep(0.02)
+    assert execution.book.get_order(result.client_order_id)["broker_order_id"] \
+        == result.order_id
+
+
+def test_an_expired_state_read_and_an_old_quote_keep_the_callers_thread(warm):
+    """The trading state is read again on the caller's thread, and a quote between
+    QUOTE_TTL and QUOTE_STALE old is used while a fresh one is fetched in the background:
+    neither sends the order the long way round."""
+    from brokerkit.execution import service
+
+    execution, senders = warm
+    cache = execution._caches["alpaca"]
+    quote = cache.quotes["AAPL"][1]
+    aged = time.monotonic() - (service.QUOTE_TTL + service.QUOTE_STALE) / 2
+    cache.quotes["AAPL"] = (aged, quote)
+    execution._state_at = -math.inf  # the last trading state read is too old
+    result = execution.place_order(symbol="AAPL", side="buy", quantity="0.2")
+    assert result.status is OrderStatus.FILLED, result.reason
+    assert (senders == [threading.get_ident()]) is execution.book.writes_nowait, senders
+    deadline = time.monotonic() + 5
+    while cache.quotes["AAPL"][0] <= aged:  # refreshed in the background
+        assert time.monotonic() < deadline, "the old quote was never fetched again"
+        time.sleep(0.02)
