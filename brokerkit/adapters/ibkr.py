@@ -81,6 +81,10 @@ DEFAULT_PORT = 7497
 DEFAULT_TIMEOUT = 4.0
 #: Client ids tried after the preferred one is taken.
 CLIENT_ID_TRIES = 10
+#: Connects tried when the start-up sync (positions, portfolio, orders, executions) does not
+#: complete within the timeout: ib_async would connect without that data, which the adapter
+#: refuses (a portfolio with holes looks like a smaller one).
+SYNC_TRIES = 2
 #: Reconnect backoff: first delay, factor, longest delay (seconds).
 BACKOFF = (0.1, 2.0, 5.0)
 
@@ -352,7 +356,7 @@ class IBKRAdapter(Adapter):
                     cid += 1
                     continue
             try:
-                await self._connect_once(host, port, cid)
+                await self._connect_with_sync(host, port, cid)
             except _ClientIdInUse as exc:
                 errors.append(str(exc))
                 cid += 1
@@ -361,6 +365,20 @@ class IBKRAdapter(Adapter):
         raise ConnectionDown(self.name, f"connect failed: client ids "
                                         f"{self._preferred_client_id}..{cid - 1} are all in use"
                                         f" at {host}:{port}")
+
+    async def _connect_with_sync(self, host: str, port: int, cid: int) -> None:
+        """`_connect_once`, tried again when the start-up sync timed out."""
+        for attempt in range(1, SYNC_TRIES + 1):
+            try:
+                await self._connect_once(host, port, cid)
+                return
+            except _SyncIncomplete as exc:
+                if attempt == SYNC_TRIES:
+                    raise ConnectionDown(self.name, f"connect failed: the start-up sync did "
+                                                    f"not complete within {self._timeout:g} s "
+                                                    f"({exc})") from None
+                log.warning("%s: the start-up sync did not complete (%s); connecting again",
+                            self.name, exc)
 
     async def _connect_once(self, host: str, port: int, cid: int) -> None:
         from ib_async import IB
@@ -377,7 +395,7 @@ class IBKRAdapter(Adapter):
         account = self._account_opt or (self._accounts[0] if len(self._accounts) == 1 else "")
         connecting = asyncio.ensure_future(ib.connectAsync(
             host, port, clientId=cid, timeout=self._timeout, readonly=self.config.read_only,
-            account=account))
+            account=account, raiseSyncErrors=True))
         done, _ = await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
         if refused in done and not connecting.done():
             connecting.cancel()
@@ -388,10 +406,13 @@ class IBKRAdapter(Adapter):
         refused.cancel()
         try:
             connecting.result()
-        except BaseException:
+        except BaseException as exc:
             ib.disconnect()
             if refused.done() and not refused.cancelled():
                 raise _ClientIdInUse(f"client id {cid}: {refused.result()}") from None
+            if type(exc) is ConnectionError and exc.args and isinstance(exc.args[0], list):
+                # raiseSyncErrors: the start-up requests that timed out
+                raise _SyncIncomplete("; ".join(map(str, exc.args[0]))) from None
             raise
         ib.errorEvent -= on_error
         key = (host, port, cid)
@@ -1113,6 +1134,10 @@ class IBKRAdapter(Adapter):
                 "avg_fill_price": _f(s.avgFillPrice) if s.filled else math.nan,
                 "submitted_at": t.log[0].time if t.log else None,
                 "updated_at": t.log[-1].time if t.log else None}
+
+
+class _SyncIncomplete(Exception):
+    """ib_async's start-up sync had requests time out (their names are the message)."""
 
 
 class _ClientIdInUse(Exception):

@@ -14,7 +14,7 @@ from contract import AdapterContract
 from brokerkit import frames, runtime
 from brokerkit.adapters.ibkr import IBKRAdapter, contract_for, instrument_of
 from brokerkit.config import ConnectionConfig
-from brokerkit.errors import AdapterError, ConfigError, SubmitUncertain
+from brokerkit.errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
 from brokerkit.model import AssetClass, OrderIntent, OrderStatus
 from brokerkit.sandbox.tws import start_tws
 
@@ -286,6 +286,20 @@ def test_instrument_of_round_trip():
     for key in ("STK:AAPL", "STK:VOD@LSE", "CASH:EUR.USD", "OPT:AAPL  261218C00230000"):
         assert instrument_of(contract_for(key)).key in (key, "STK:AAPL")
     assert instrument_of(contract_for("STK:VOD@LSE")).asset_class is AssetClass.EQUITY
+
+
+def test_a_start_up_sync_that_times_out_fails_the_connect_naming_it(connect, gateway):
+    """ib_async only logs a start-up request that timed out and connects without its data:
+    the adapter refuses such a connection rather than show a portfolio with holes."""
+    gateway.faults.latency_ms = 200  # each request waits: the queued sync outlasts 0.5 s
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionDown, match="start-up sync.*timed out"):
+        connect(timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    gateway.faults.latency_ms = 0
+    pos = connect(timeout=2).positions()  # the gateway answers again: everything is there
+    assert {"equity", "option", "future", "fx"} <= set(pos["asset_class"])
+    assert pos["market_value"].notna().all()  # valued from the portfolio stream
 
 
 def test_a_dropped_connection_reconnects_and_keeps_every_fill(connect, gateway):
