@@ -556,6 +556,9 @@ class ExecutionService(runtime.Bridged):
             ack = order.adapter.submit_here(sent, coid)
         except (SubmitUncertain, TimeoutError, ConnectionError, AdapterError, OSError) as exc:
             return runtime.run(self._uncertain(order, coid, sent_at, exc))
+        except BaseException as exc:  # interrupted (Ctrl-C in a notebook) with the order out:
+            runtime.spawn(self._uncertain(order, coid, sent_at, exc))  # the loop finds out
+            raise
         if ack is None:  # the adapter's request limit wants a wait: the loop waits
             return runtime.run(self._dispatch(order, coid, sent, admitted=True))
         filled = self._note_ack(coid, ack, order, sent_at)

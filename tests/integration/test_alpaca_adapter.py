@@ -455,3 +455,52 @@ def test_an_expired_state_read_and_an_old_quote_keep_the_callers_thread(warm):
     while cache.quotes["AAPL"][0] <= aged:  # refreshed in the background
         assert time.monotonic() < deadline, "the old quote was never fetched again"
         time.sleep(0.02)
+
+
+def test_a_reused_client_order_id_is_refused_on_the_fast_path_too(warm, server):
+    execution, senders = warm
+    first = execution.place_order(symbol="AAPL", side="buy", quantity="0.4",
+                                  client_order_id="bk-reused-once")
+    assert first.status is OrderStatus.FILLED, first.reason
+    again = execution.place_order(symbol="AAPL", side="buy", quantity="0.6",
+                                  client_order_id="bk-reused-once")
+    assert again.codes == ["DUPLICATE_INTENT"] and len(senders) == 1
+
+
+def test_an_interrupt_during_the_submit_leaves_the_loop_to_find_the_order(server, tmp_path,
+                                                                          monkeypatch):
+    """Ctrl-C while the caller's thread waits for Alpaca (the fast path: a SQLite book): the
+    caller gets its interrupt, and the order Alpaca took is looked up and recorded in the
+    background."""
+    from brokerkit.service import BrokerageService
+
+    cfg = ConnectionConfig("alpaca", "alpaca", options={"url": server.url}, secrets=SECRETS)
+    book_url = f"sqlite:///{tmp_path / 'book.db'}"
+    brokerage = BrokerageService(Settings(connections={"alpaca": cfg},
+                                          routing={"default": "alpaca"}, book_url=book_url))
+    execution = ExecutionService(brokerage, Book(book_url))
+    try:
+        assert execution.place_order(symbol="AAPL", side="buy", quantity=1).ok  # warm
+        adapter = brokerage.adapter("alpaca")
+        send = adapter._send_order
+
+        def send_then_interrupt(request, client_order_id):  # our adapter's, not the SDK's
+            send(request, client_order_id)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(adapter, "_send_order", send_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            execution.place_order(symbol="AAPL", side="buy", quantity="0.7")
+        monkeypatch.undo()
+        deadline = time.monotonic() + 10
+        while True:
+            orders = execution.book.orders_frame()
+            row = orders[orders["quantity"] == 0.7].iloc[0]
+            if row["status"] == "FILLED":
+                break
+            assert time.monotonic() < deadline, dict(row)
+            time.sleep(0.05)
+        assert row["broker_order_id"] and float(row["filled_quantity"]) == 0.7
+    finally:
+        execution.sync_fills()
+        brokerage.close()

@@ -293,7 +293,7 @@ def test_a_start_up_sync_that_times_out_fails_the_connect_naming_it(connect, gat
     the adapter refuses such a connection rather than show a portfolio with holes."""
     gateway.faults.latency_ms = 200  # each request waits: the queued sync outlasts 0.5 s
     t0 = time.monotonic()
-    with pytest.raises(ConnectionDown, match="start-up sync.*timed out"):
+    with pytest.raises(ConnectionDown, match=r"start-up sync.*timed out"):
         connect(timeout=0.5)
     assert time.monotonic() - t0 < 10
     gateway.faults.latency_ms = 0
