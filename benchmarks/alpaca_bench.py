@@ -6,7 +6,9 @@
    called from the main thread, interleaved. A third line, brokerkit's adapter `submit` alone
    (no checks, no journal), splits the gap into what the pipeline costs and what the adapter
    costs. A waiting caller's thread sends the order itself (`Adapter.submits_here`), so the
-   adapter alone costs about what bare alpaca-py does.
+   adapter alone costs about what bare alpaca-py does. Last, for scale, both again with the
+   sandbox's order endpoint answering after 20 ms (the round trip to Alpaca from a nearby
+   cloud region), set through the sandbox's control API.
 2. With the sandbox's 200 requests/min on and `on_rate_limit = "wait"`: orders sent as fast as
    the pipeline admits them for at least 70 s (the order in flight then may wait for the next
    window); prints the orders per minute over the whole minutes from the burst's start, the
@@ -23,6 +25,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from brokerkit.service import BrokerageService
 
 KEY, SECRET = "PKBENCHKEY", "bench-secret"
 ORDER = {"symbol": "AAPL", "side": "buy", "quantity": "0.01"}
+RTT_MS, RTT_ORDERS = 20, 100  # a round trip to Alpaca's order API from a nearby region
 
 
 def _service(url: str, rate_limit: int | None, book: Path, key: str = KEY,
@@ -71,7 +75,8 @@ def overhead(workdir: Path, n: int) -> float:
                              "--alpaca-rate-limit", "0"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())["servers"]["alpaca"]
+        servers = json.loads(proc.stdout.readline())["servers"]
+        info = servers["alpaca"]
         key, secret = info["credentials"]["key_id"], info["credentials"]["secret_key"]
         client = TradingClient(key, secret, paper=True, url_override=info["url"])
         client._session.trust_env = False
@@ -104,13 +109,7 @@ def overhead(workdir: Path, n: int) -> float:
         for _, fn in sides:  # warm up connections, caches and the book
             for _ in range(20):
                 fn()
-        # interleaved, so all see the same server state (its cost grows with its orders)
-        spent = dict.fromkeys([name for name, _ in sides], 0.0)
-        for _ in range(n):
-            for name, fn in sides:
-                t0 = time.perf_counter()
-                fn()
-                spent[name] += time.perf_counter() - t0
+        spent = _interleaved(sides, n)
         bare_rate, kit_rate = n / spent["bare"], n / spent["kit"]
         adapter_rate = n / spent["adapter"]
         print(f"  bare alpaca-py submit_order            {bare_rate:8.1f} orders/s  ({n} orders)")
@@ -122,6 +121,12 @@ def overhead(workdir: Path, n: int) -> float:
         print(f"  per order: pipeline {(spent['kit'] - spent['adapter']) / n * 1e6:6.0f} us, "
               f"adapter {(spent['adapter'] - spent['bare']) / n * 1e6:6.0f} us "
               f"over bare")
+        # Alpaca's order API as seen from a nearby cloud region: the same, 20 ms per submit
+        _set_submit_latency(servers["control"]["url"], RTT_MS)
+        far = _interleaved((("bare", bare), ("kit", kit)), RTT_ORDERS)
+        print(f"  with a {RTT_MS} ms round trip per submit: bare {RTT_ORDERS / far['bare']:6.1f}"
+              f" orders/s, place_order {RTT_ORDERS / far['kit']:6.1f} orders/s, ratio "
+              f"{far['bare'] / far['kit']:.3f}")
         svc.sync_fills()  # let the background fill pull finish before the server stops
         svc.close()
         svc.brokerage.close()
@@ -129,6 +134,29 @@ def overhead(workdir: Path, n: int) -> float:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _interleaved(sides: tuple[tuple[str, Callable[[], None]], ...], n: int
+                 ) -> dict[str, float]:
+    """Seconds spent in each side's calls, `n` each, one at a time and interleaved, so all
+    see the same server state (its cost grows with its orders)."""
+    spent = dict.fromkeys([name for name, _ in sides], 0.0)
+    for _ in range(n):
+        for name, fn in sides:
+            t0 = time.perf_counter()
+            fn()
+            spent[name] += time.perf_counter() - t0
+    return spent
+
+
+def _set_submit_latency(control_url: str, ms: float) -> None:
+    """Through the sandbox's control API: every order POST to its Alpaca server waits."""
+    import requests
+
+    with requests.Session() as session:
+        session.trust_env = False
+        session.post(f"{control_url}/v1/faults", json={
+            "broker": "alpaca", "endpoint": "submit", "latency_ms": ms}).raise_for_status()
 
 
 def rate_limited(sandbox: Any, workdir: Path, seconds: float) -> tuple[float, int]:
