@@ -609,11 +609,9 @@ class ExecutionService(runtime.Bridged):
         and on a fault the lookup; then record and answer."""
         intent, ctx = order.intent, order.ctx
         limiter = self._limiter(ctx.connection, order.adapter)
-        if admitted:
-            pass
-        elif ctx.limits.on_rate_limit == "wait":
+        if not admitted and ctx.limits.on_rate_limit == "wait":
             await limiter.acquire()
-        elif not limiter.try_acquire():
+        elif not admitted and not limiter.try_acquire():
             v = Violation("RATE_LIMIT_EXCEEDED", f"{limiter} reached")
             await self._db(self.book.update_order, coid, status="REJECTED",
                            reason=v.message, violations=[v.to_dict()])
