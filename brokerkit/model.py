@@ -276,6 +276,11 @@ _MAX_DIGITS = 15  # no real order needs more; Decimal arithmetic stays exact bel
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,47}")
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./\- ]{0,31}")
 
+
+def _check_client_order_id(value: object) -> None:
+    if not isinstance(value, str) or not _CLIENT_ID.fullmatch(value):
+        raise InvalidIntent("client_order_id", f"{value!r}: 1-48 characters of A-Z a-z 0-9 . _ : -")
+
 _ALIASES = {
     "qty": "quantity", "type": "order_type", "tif": "time_in_force", "broker": "connection",
     "account_id": "account", "limit": "limit_price", "stop": "stop_price",
@@ -356,11 +361,8 @@ class OrderIntent:
                 raise InvalidIntent(name, f"{value!r} is not a valid {name}")
         if self.currency is not None:
             set_(self, "currency", self.currency.strip().upper())
-        if self.client_order_id is not None and (
-                not isinstance(self.client_order_id, str)
-                or not _CLIENT_ID.fullmatch(self.client_order_id)):
-            raise InvalidIntent("client_order_id",
-                                f"{self.client_order_id!r}: 1-48 characters of A-Z a-z 0-9 . _ : -")
+        if self.client_order_id is not None:
+            _check_client_order_id(self.client_order_id)
         for name in ("extended_hours", "reduce_only"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidIntent(name, f"{getattr(self, name)!r} is not true or false")
@@ -409,9 +411,7 @@ class OrderIntent:
                asset_class: AssetClass) -> OrderIntent:
         """This intent as the pipeline sends it: with its client order id, connection,
         account and asset class (each already validated; nothing else re-checked)."""
-        if not _CLIENT_ID.fullmatch(client_order_id):
-            raise InvalidIntent("client_order_id", f"{client_order_id!r}: 1-48 characters of "
-                                                   f"A-Z a-z 0-9 . _ : -")
+        _check_client_order_id(client_order_id)
         out = object.__new__(OrderIntent)
         out.__dict__.update(self.__dict__, client_order_id=client_order_id,
                             connection=connection, account=account, asset_class=asset_class)

@@ -4,7 +4,6 @@ for anyone's code."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
 
 import pytest
@@ -30,11 +29,9 @@ from alpaca.trading.requests import (
 )
 
 from brokerkit import runtime
-from brokerkit.sandbox import get_sandbox, reset_sandbox
 from brokerkit.sandbox.alpaca import ACCOUNT, start_alpaca
 
 KEY, SECRET = "PKTESTKEY", "test-secret"
-_seeds = itertools.count(81_000)
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +40,8 @@ def _no_proxy(monkeypatch):
 
 
 @pytest.fixture
-def sandbox():
-    seed = next(_seeds)
-    yield get_sandbox(seed)
-    reset_sandbox(seed)
+def sandbox(fresh_sandbox):
+    return fresh_sandbox
 
 
 @pytest.fixture
