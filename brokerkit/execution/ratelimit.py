@@ -9,8 +9,8 @@ account read.
 
 `try_acquire` answers at once (for `on_rate_limit = "reject"`) and is thread-safe; `acquire`
 waits on the event loop until admitted (for `"wait"`). Both read an injectable monotonic clock.
-`limiter_for(connection_type, options)` builds a connection's limiter from `PRESETS`, the one
-place the brokers' numbers live (sources in `/work/shared/reference/peers.md` §3).
+`limiter_for(connection_type, options)` builds a connection's limiter from `PRESETS`, made from
+the venues' published limits in `brokerkit.venues` (each with its source).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from ..venues import alpaca as alpaca_venue
+from ..venues import ibkr as ibkr_venue
+from ..venues import tradestation as tradestation_venue
+from ..venues.base import RateLimit
+from ..venues.crypto import CCXT
 
 __all__ = ["CCXT_PRESETS", "PRESETS", "RateLimiter", "RatePreset", "Window", "limiter_for"]
 
@@ -67,6 +72,15 @@ class RatePreset:
     source: str
 
 
+def _window(limit: RateLimit) -> Window:
+    """A venue's published limit as a window."""
+    return Window(limit.requests, float(limit.per_seconds), limit.costs, limit.default_cost)
+
+
+def _preset(limit: RateLimit) -> RatePreset:
+    return RatePreset((_window(limit),), limit.source)
+
+
 def _ccxt(rate_limit_ms: int, weights: Mapping[str, int] | None = None) -> RatePreset:
     """ccxt's `rateLimit` (ms per unit of cost) as a window: N per second, or, when a second
     holds less than the heaviest operation, as many units as that weighs per N x rateLimit."""
@@ -81,26 +95,18 @@ def _ccxt(rate_limit_ms: int, weights: Mapping[str, int] | None = None) -> RateP
 
 
 #: Published limits per connection type (crypto: see CCXT_PRESETS); an empty tuple is no limit.
+#: The numbers and their sources live in `brokerkit.venues`.
 PRESETS: Mapping[str, RatePreset] = MappingProxyType({
-    "alpaca": RatePreset((Window(200, 60.0),),
-                         "Alpaca Trading API: 200 requests/min per account"),
-    "ibkr": RatePreset((Window(50, 1.0),), "IBKR TWS API: 50 messages/s client to TWS"),
-    "tradestation": RatePreset((Window(250, 300.0),), "TradeStation: 250 requests per 5 min"),
+    "alpaca": _preset(alpaca_venue.TRADING_API_RATE),
+    "ibkr": _preset(ibkr_venue.MESSAGE_RATE),
+    "tradestation": _preset(tradestation_venue.REQUEST_RATE),
     "paper": RatePreset((), "paper: local simulator, no limit"),
     "statements": RatePreset((), "statement files: no requests"),
 })
 
-#: ccxt exchanges by id: `rateLimit` and per-operation costs from ccxt 4.5.
+#: ccxt exchanges by id: `rateLimit` and per-operation costs (`brokerkit.venues.crypto`).
 CCXT_PRESETS: Mapping[str, RatePreset] = MappingProxyType({
-    # private AddOrder/CancelOrder cost 0 (Kraken's trading counter governs them),
-    # Balance/OpenOrders 3, TradesHistory 6
-    "kraken": _ccxt(1000, {"submit": 0, "cancel": 0, "balances": 3, "positions": 3,
-                           "orders": 3, "lookup": 3, "fills": 6}),
-    # Advanced Trade v3 brokerage endpoints cost 1 (~30 requests/s private)
-    "coinbase": _ccxt(34),
-    # weights: account 10, openOrders 3, order POST 1
-    "binanceus": _ccxt(50, {"balances": 10, "positions": 10, "orders": 3}),
-})
+    name: _ccxt(budget.rate_limit_ms, budget.costs) for name, budget in CCXT.items()})
 
 
 class _Log:

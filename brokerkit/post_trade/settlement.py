@@ -1,12 +1,15 @@
 """Settlement: when each trade turns into cash, on real exchange holiday calendars.
 
-The rules are data (`RULES`, one place), read by one mechanism (`settlement_dates`):
+The rules are data in `brokerkit.venues.settlement` (each with its source), read by one
+mechanism (`settlement_dates`):
 
 =====================================  =========  ==========================================
 market                                 lag        counted on
 =====================================  =========  ==========================================
-US equities, ETFs, options, bonds      T+1        XNYS (T+2 for trades before 2024-05-28)
-Canada (TSX)                           T+1        XTSE (T+2 for trades before 2024-05-27)
+US equities, ETFs, options, bonds      T+1        XNYS (from 2024-05-28; T+2 from
+                                                  2017-09-05, T+3 before)
+Canada (TSX)                           T+1        XTSE (from 2024-05-27; T+2 from
+                                                  2017-09-05, T+3 before)
 EU (Xetra, Frankfurt, Paris, Amsterdam) T+2       the exchange's calendar
 UK (LSE)                               T+2        XLON
 Japan (TSE)                            T+2        XTKS
@@ -20,8 +23,8 @@ A business day is a session of the calendar (half-days count); for FX, a day tha
 session in both currencies' calendars (each currency is represented by its main exchange's
 calendar: USD→XNYS, EUR→XFRA, GBP→XLON, JPY→XTKS, CAD→XTSE, HKD→XHKG, CHF→XSWX, AUD→XASX; an
 approximation of the banking calendars). A trade dated on a non-business day counts from the
-next business day. Before 2024-05-28 US trades are T+2 throughout (the 2017 move from T+3 is
-not modelled). Everything is vectorized: each calendar's sessions are built once (cached)
+next business day. A rule's history of cycles applies by trade date (US trades before
+2017-09-05 are T+3). Everything is vectorized: each calendar's sessions are built once (cached)
 and whole columns are moved with `numpy.searchsorted`; no per-row calendar calls.
 """
 
@@ -29,61 +32,37 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CURRENCY_CALENDARS", "GOOD_FAITH_COLUMNS", "LADDER_COLUMNS", "RULES", "Rule",
-           "cash_ladder", "good_faith_violations", "market_today", "rule_for", "settlement_dates",
-           "settlement_status", "with_settlement"]
+from ..venues.settlement import (
+    CANADA,
+    CURRENCY_CALENDARS,
+    CURRENCY_RULES,
+    EXCHANGE_RULES,
+    FX_SPOT_LAG,
+    FX_T1,
+    HONG_KONG,
+    JAPAN,
+    SAME_DAY,
+    SAME_DAY_CLASSES,
+    SECURITIES,
+    UK,
+    US,
+    Rule,
+)
+
+__all__ = ["CANADA", "CURRENCY_CALENDARS", "CURRENCY_RULES", "EXCHANGE_RULES", "FX_T1",
+           "GOOD_FAITH_COLUMNS", "HONG_KONG", "JAPAN", "LADDER_COLUMNS", "RULES", "SAME_DAY",
+           "SECURITIES", "UK", "US", "Rule", "cash_ladder", "good_faith_violations",
+           "market_today", "rule_for", "settlement_dates", "settlement_status",
+           "with_settlement"]
 
 
-@dataclass(frozen=True)
-class Rule:
-    """Settle `lag` business days after the trade on `calendars` (all must be open);
-    trades before `since` settle `lag_before` days after instead."""
-
-    name: str
-    lag: int
-    calendars: tuple[str, ...] = ()  # () = calendar days
-    since: date | None = None
-    lag_before: int | None = None
-
-
-US = Rule("US T+1", 1, ("XNYS",), date(2024, 5, 28), 2)
-CANADA = Rule("Canada T+1", 1, ("XTSE",), date(2024, 5, 27), 2)
-UK = Rule("UK T+2", 2, ("XLON",))
-JAPAN = Rule("Japan T+2", 2, ("XTKS",))
-HONG_KONG = Rule("Hong Kong T+2", 2, ("XHKG",))
-SAME_DAY = Rule("T+0", 0)
-
-#: Equity exchanges (as in instrument keys `STK:SAP@XETRA`) and their rules.
-EXCHANGE_RULES: Mapping[str, Rule] = {
-    "XETRA": Rule("Xetra T+2", 2, ("XETR",)), "XETR": Rule("Xetra T+2", 2, ("XETR",)),
-    "FWB": Rule("Frankfurt T+2", 2, ("XFRA",)), "XFRA": Rule("Frankfurt T+2", 2, ("XFRA",)),
-    "XPAR": Rule("Paris T+2", 2, ("XPAR",)), "SBF": Rule("Paris T+2", 2, ("XPAR",)),
-    "XAMS": Rule("Amsterdam T+2", 2, ("XAMS",)), "AEB": Rule("Amsterdam T+2", 2, ("XAMS",)),
-    "LSE": UK, "XLON": UK, "TSE": JAPAN, "XTKS": JAPAN, "SEHK": HONG_KONG, "XHKG": HONG_KONG,
-    "TSX": CANADA, "XTSE": CANADA,
-}
-#: Equities without an exchange in their key, by currency.
-CURRENCY_RULES: Mapping[str, Rule] = {"USD": US, "CAD": CANADA, "GBP": UK, "JPY": JAPAN,
-                                       "HKD": HONG_KONG,
-                                       "EUR": Rule("Xetra T+2", 2, ("XETR",))}
-#: The calendar standing for each currency's banking days in FX settlement.
-CURRENCY_CALENDARS: Mapping[str, str] = {
-    "USD": "XNYS", "EUR": "XFRA", "GBP": "XLON", "JPY": "XTKS", "CAD": "XTSE", "HKD": "XHKG",
-    "CHF": "XSWX", "AUD": "XASX",
-}
-#: FX pairs that settle T+1.
-FX_T1 = frozenset({"USDCAD", "CADUSD", "USDTRY", "TRYUSD", "USDPHP", "PHPUSD", "USDRUB",
-                   "RUBUSD"})
-#: Asset classes settled like their market's equities; the rest are T+0.
-SECURITIES = frozenset({"equity", "etf", "option", "bond", "fund"})
-
+#: The rules table, one place: `brokerkit.venues.settlement` (each fact with its source).
 RULES: Mapping[str, Any] = {"exchange": EXCHANGE_RULES, "currency": CURRENCY_RULES,
                             "fx_calendars": CURRENCY_CALENDARS, "fx_t1": FX_T1}
 
@@ -92,13 +71,13 @@ def rule_for(asset_class: str, instrument: str, currency: str) -> Rule:
     """The settlement rule of one trade (the per-row form of what `settlement_dates` does
     per group)."""
     ac = (asset_class or "").lower()
-    if ac in ("crypto", "future"):
+    if ac in SAME_DAY_CLASSES:
         return SAME_DAY
     if ac == "fx":
         pair = instrument.split(":", 1)[-1].replace(".", "").replace("/", "").upper()
         cals = tuple(dict.fromkeys(CURRENCY_CALENDARS.get(c, "XNYS")
                                    for c in (pair[:3], pair[3:6])))
-        return Rule(f"FX {pair}", 1 if pair in FX_T1 else 2, cals)
+        return Rule(f"FX {pair}", ((None, 1 if pair in FX_T1 else FX_SPOT_LAG),), cals)
     if ac in SECURITIES:
         _, _, exchange = instrument.partition("@")
         if exchange:
@@ -185,9 +164,14 @@ def settlement_dates(fills: pd.DataFrame) -> pd.Series:
                                                              "currency")]
     rules = [rule_for(a if isinstance(a, str) else "", i if isinstance(i, str) else "",
                       c if isinstance(c, str) else "USD") for a, i, c in zip(*cols, strict=True)]
-    lag_now = np.array([r.lag for r in rules])
-    lag_old = np.array([r.lag if r.lag_before is None else r.lag_before for r in rules])
-    since = np.array([np.datetime64(r.since or "1900-01-01", "D") for r in rules])
+    # each rule's cycles as rows of (start, lag), padded to the longest history by repeating
+    # the first cycle (a start of 1900 never changes the lag)
+    depth = max(len(r.cycles) for r in rules)
+    padded = [[(None, r.cycles[0][1])] * (depth - len(r.cycles)) + list(r.cycles)
+              for r in rules]
+    starts = np.array([[np.datetime64(d or "1900-01-01", "D") for d, _ in row]
+                       for row in padded])
+    lags = np.array([[n for _, n in row] for row in padded])
     trade = pd.to_datetime(fills["trade_date"]).to_numpy().astype("datetime64[D]")
     out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     calendars = list(dict.fromkeys(r.calendars for r in rules))  # the groups, in order
@@ -195,7 +179,10 @@ def settlement_dates(fills: pd.DataFrame) -> pd.Series:
     for k, cals in enumerate(calendars):
         mask = group == k if len(calendars) > 1 else np.ones(n, dtype=bool)
         c, t = codes[mask], trade[mask]
-        out[mask] = _add_business_days(t, np.where(t >= since[c], lag_now[c], lag_old[c]), cals)
+        lag = lags[c, 0]
+        for e in range(1, depth):
+            lag = np.where(t >= starts[c, e], lags[c, e], lag)
+        out[mask] = _add_business_days(t, lag, cals)
     return pd.Series(out.astype("datetime64[ns]"), index=fills.index, name="settle_date")
 
 

@@ -3,7 +3,7 @@
 =======================  =====================================================================
 GET  /health             {"status": "ok", "seed", "time", "brokers"}
 GET  /v1/quotes          ?symbols=AAPL,BTC/USD -> {"quotes": [{symbol, instrument, bid, ...}]}
-GET  /v1/fx              ?pairs=EURUSD,USDJPY -> {"rates": {"EURUSD": 1.08, ...}, "as_of"}
+GET  /v1/fx              ?pairs=EURUSD,USDT/USD -> {"rates": {"EURUSD": 1.08, ...}, "as_of"}
 GET  /v1/accounts        ?broker=paper (default: every broker) -> {"accounts": [...]}
 POST /v1/faults          {"broker": "paper", "endpoint": "submit", "latency_ms": 200, ...};
                          {"clear": true} removes them -> {"broker", "faults"}
@@ -17,9 +17,9 @@ Runs on the brokerkit runtime loop; aiohttp is imported only when the server sta
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .http import LoopbackServer, listen
 from .market import UnknownSymbol
 
 if TYPE_CHECKING:
@@ -27,18 +27,7 @@ if TYPE_CHECKING:
 
     from .demo import Sandbox
 
-__all__ = ["ControlServer", "make_app", "start_control"]
-
-
-@dataclass
-class ControlServer:
-    """A running control server: `info` is what `start_servers_async` reports."""
-
-    runner: web.AppRunner
-    info: dict[str, Any]
-
-    async def close(self) -> None:
-        await self.runner.cleanup()
+__all__ = ["make_app", "start_control"]
 
 
 class _BadRequest(Exception):
@@ -103,10 +92,12 @@ def make_app(sandbox: Sandbox) -> web.Application:
     async def fx(request: web.Request) -> web.Response:
         rates = {}
         for pair in csv_param(request, "pairs"):
-            letters = pair.upper().replace(".", "").replace("/", "")
-            if len(letters) != 6 or not letters.isalpha():
-                raise _BadRequest(f"pair {pair!r} is not like EURUSD")
-            rates[letters] = market.fx_rate(letters[:3], letters[3:])
+            code = pair.upper().replace(".", "/")
+            a, b = code.split("/", 1) if "/" in code else (code[:3], code[3:])
+            if not (2 < len(a) < 6 and 2 < len(b) < 6 and (a + b).isalpha()) or \
+                    ("/" not in code and len(code) != 6):
+                raise _BadRequest(f"pair {pair!r} is not like EURUSD or USDT/USD")
+            rates[f"{a}{b}" if len(a) == len(b) == 3 else f"{a}/{b}"] = market.fx_rate(a, b)
         return web.json_response({"rates": rates, "as_of": market.now().isoformat()})
 
     async def accounts(request: web.Request) -> web.Response:
@@ -168,15 +159,6 @@ def make_app(sandbox: Sandbox) -> web.Application:
 
 
 async def start_control(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
-                        ) -> ControlServer:
+                        ) -> LoopbackServer:
     """Serve `sandbox`'s control API on `host` (a free port unless given)."""
-    from aiohttp import web
-
-    runner = web.AppRunner(make_app(sandbox), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    shown = f"[{host}]" if ":" in host else host
-    info = {"url": f"http://{shown}:{bound}", "host": host, "port": bound, "credentials": {}}
-    return ControlServer(runner, info)
+    return await listen(make_app(sandbox), host, port)

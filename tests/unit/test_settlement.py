@@ -72,7 +72,8 @@ def test_the_calendar_facts_these_tests_rely_on(calendar, day, is_session):
 
 
 def test_old_trade_dates_widen_the_calendar_instead_of_landing_on_its_first_day():
-    assert settle(fill("1999-12-30")) == ["2000-01-03"]  # T+2: NYSE opened on 1999-12-31
+    # T+3 in 1999 (SEC Rule 15c6-1 before 2017-09-05): NYSE opened on 1999-12-31
+    assert settle(fill("1999-12-30")) == ["2000-01-04"]
 
 
 def test_mixed_frame_is_settled_in_one_call_in_row_order():
