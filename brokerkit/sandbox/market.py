@@ -5,8 +5,9 @@ so an instrument has one price everywhere. The pieces:
 
 - `UNIVERSE`: the listings, as data in one place (`Listing`: instrument, base price, volatility,
   spread, tick, lot, fractionable/shortable/tradable, top-of-book size, fees, settlement days).
-- `Clock`: real time plus an offset (the default), or a frozen manual time for tests.
-- `Market`: `quote(symbol)`, `quotes(symbols)`, `price(symbol)`, `fx_rate(a, b)`, `is_open(...)`.
+- `Clock`, `Session`, `EXCHANGES` (from `clock`): the market's now and each exchange's hours.
+- `Market`: `quote(symbol)`, `quotes(symbols)`, `price(symbol)`, `fx_rate(a, b)`, `is_open(...)`,
+  `trade_date(...)`, in the clock mode `"always-open"` (default) or `"exchange"` (see `clock`).
   The mid price is a pure function of (seed, instrument key, step), with step = clock seconds /
   `step_seconds`: a Brownian bridge in log price, pinned to the base price every 2**20 steps
   (about 12 days at one step a second), built top-down from a counter-based hash RNG keyed by
@@ -27,19 +28,20 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from ..errors import BrokerkitError
 from ..model import AssetClass, Instrument, OrderStatus, OrderType, Side, TimeInForce
+from .clock import EXCHANGES, Clock, ClockMode, Session, _utc, check_clock_mode, sessions
 
 __all__ = [
     "EXCHANGES",
     "UNIVERSE",
     "Clock",
+    "ClockMode",
     "FeeSchedule",
     "Fill",
     "Listing",
@@ -49,7 +51,6 @@ __all__ = [
     "Quote",
     "Session",
     "UnknownSymbol",
-    "add_business_days",
 ]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -71,7 +72,7 @@ class UnknownSymbol(BrokerkitError, KeyError):
 
 
 # --------------------------------------------------------------------------------------------
-# Facts: fees, sessions, listings
+# Facts: fees and listings
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,56 +102,6 @@ IBKR_OPTIONS = FeeSchedule(per_unit=_D("0.65"), minimum=_D("1.00"))
 IBKR_FUTURES = FeeSchedule(per_unit=_D("0.85"))
 IBKR_FX = FeeSchedule(bps=_D("0.2"), minimum=_D("2.00"))
 CRYPTO_TAKER = FeeSchedule(bps=_D(25))
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """An exchange's regular hours: local open and close on trading weekdays, in `tz`.
-
-    `kind` is "regular", "24/5" (Sunday `open` to Friday `close`, local time, with a daily
-    break from `close` to `open` when `daily_break`), or "24/7". Holidays are not modelled.
-    """
-
-    tz: str
-    open: time = time(9, 30)
-    close: time = time(16, 0)
-    kind: str = "regular"
-    daily_break: bool = False
-
-    def is_open(self, at: datetime) -> bool:
-        if self.kind == "24/7":
-            return True
-        local = at.astimezone(ZoneInfo(self.tz))
-        wd, t = local.weekday(), local.time()
-        if self.kind == "24/5":
-            if wd == 5 or (wd == 4 and t >= self.close) or (wd == 6 and t < self.open):
-                return False
-            return not (self.daily_break and self.close <= t < self.open)
-        return wd < 5 and self.open <= t < self.close
-
-    def trade_date(self, at: datetime) -> date:
-        """The session date of `at`: local date, rolled forward after the close of a 24/5
-        market whose session starts the evening before."""
-        local = at.astimezone(ZoneInfo(self.tz))
-        if self.kind == "24/5" and local.time() >= self.close:
-            return (local + timedelta(days=1)).date()
-        return local.date()
-
-
-EXCHANGES: dict[str, Session] = {
-    "NASDAQ": Session("America/New_York"),
-    "NYSE": Session("America/New_York"),
-    "ARCA": Session("America/New_York"),
-    "CBOE": Session("America/New_York"),
-    "XETRA": Session("Europe/Berlin", time(9), time(17, 30)),
-    "LSE": Session("Europe/London", time(8), time(16, 30)),
-    "TSE": Session("Asia/Tokyo", time(9), time(15, 30)),
-    "SEHK": Session("Asia/Hong_Kong", time(9, 30), time(16)),
-    "TSX": Session("America/Toronto", time(9, 30), time(16)),
-    "CME": Session("America/Chicago", time(17), time(16), "24/5", daily_break=True),
-    "IDEALPRO": Session("America/New_York", time(17), time(17), "24/5"),
-    "CRYPTO": Session("UTC", kind="24/7"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,60 +233,6 @@ UNIVERSE: tuple[Listing, ...] = (
 
 
 # --------------------------------------------------------------------------------------------
-# Clock
-
-
-class Clock:
-    """The market's now: real time plus an offset by default, or a frozen manual time.
-
-    `advance(seconds)` moves either kind forward; `set_time(at)` jumps (a real clock keeps
-    running from there); `freeze(at)` turns it into a manual clock, for tests.
-    """
-
-    def __init__(self, at: datetime | None = None) -> None:
-        self._frozen: datetime | None = _utc(at) if at is not None else None
-        self._offset = timedelta(0)
-
-    def __repr__(self) -> str:
-        return f"<Clock {'manual' if self.manual else 'real'} {self.now().isoformat()}>"
-
-    @property
-    def manual(self) -> bool:
-        return self._frozen is not None
-
-    def now(self) -> datetime:
-        """The current market time (UTC)."""
-        base = self._frozen if self._frozen is not None else datetime.now(UTC)
-        return base + self._offset
-
-    def advance(self, seconds: float) -> datetime:
-        """Move the clock forward by `seconds`; returns the new now."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"clock can only advance by a finite number of seconds >= 0, "
-                             f"got {seconds!r}")
-        self._offset += timedelta(seconds=seconds)
-        return self.now()
-
-    def set_time(self, at: datetime) -> None:
-        """Make now equal to `at` (a manual clock stays frozen there)."""
-        at = _utc(at)
-        if self._frozen is not None:
-            self._frozen, self._offset = at, timedelta(0)
-        else:
-            self._offset = at - datetime.now(UTC)
-
-    def freeze(self, at: datetime | None = None) -> None:
-        """Stop the clock at `at` (default: now); it then moves only by `advance`."""
-        self._frozen, self._offset = _utc(at) if at is not None else self.now(), timedelta(0)
-
-
-def _utc(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError(f"time {at!r} must be timezone-aware")
-    return at.astimezone(UTC)
-
-
-# --------------------------------------------------------------------------------------------
 # Prices
 
 
@@ -415,19 +312,21 @@ def _on_tick(value: float, tick: Decimal, rounding: str) -> Decimal:
 class Market:
     """The sandbox market: listings, a clock, and deterministic prices.
 
-    `always_open` (default True) makes `is_open` answer True at any hour so demos always
-    trade; set it False to apply each exchange's regular hours.
+    `clock_mode` "always-open" (the default) makes `is_open` answer True at any hour so
+    demos always trade; "exchange" trades only in each exchange's real sessions (holidays and
+    early closes from exchange_calendars). Trade dates are real sessions in both modes.
     """
 
-    def __init__(self, seed: int = 0, *, clock: Clock | None = None, always_open: bool = True,
-                 step_seconds: float = 1.0, listings: Iterable[Listing] = UNIVERSE) -> None:
+    def __init__(self, seed: int = 0, *, clock: Clock | None = None,
+                 clock_mode: ClockMode = "always-open", step_seconds: float = 1.0,
+                 listings: Iterable[Listing] = UNIVERSE) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         if not step_seconds > 0:
             raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
         self.seed = seed
         self.clock = clock if clock is not None else Clock()
-        self.always_open = always_open
+        self.clock_mode: ClockMode = check_clock_mode(clock_mode)
         self.step_seconds = float(step_seconds)
         self._by_key: dict[str, Listing] = {}
         self._by_symbol: dict[str, list[Listing]] = {}
@@ -440,7 +339,13 @@ class Market:
         self._cache: dict[int, dict[str, float]] = {}
 
     def __repr__(self) -> str:
-        return f"<Market seed={self.seed} listings={len(self._by_key)} {self.clock!r}>"
+        return f"<Market seed={self.seed} listings={len(self._by_key)} {self.clock_mode} " \
+               f"{self.clock!r}>"
+
+    @property
+    def always_open(self) -> bool:
+        """True in the "always-open" clock mode."""
+        return self.clock_mode == "always-open"
 
     def _key_hash(self, key: str) -> int:
         digest = hashlib.blake2b(f"{self.seed}\x00{key}".encode(), digest_size=8).digest()
@@ -552,33 +457,36 @@ class Market:
 
     # -- hours ----------------------------------------------------------------------------
     def is_open(self, symbol: str | Instrument | Listing, at: datetime | None = None) -> bool:
-        """True when `symbol` trades at `at` (default now): always, unless `always_open` is
-        off, then by its exchange's regular hours (US 9:30-16:00 ET weekdays, FX 24/5,
-        crypto 24/7; holidays are not modelled)."""
+        """True when `symbol` trades at `at` (default now): always in the "always-open"
+        clock mode; in "exchange" mode inside a session of its exchange (holidays, early
+        closes and lunch breaks included; FX 24/5, crypto 24/7)."""
         listing = self.listing(symbol)
         if self.always_open:
             return True
-        return listing.session.is_open(self.now() if at is None else _utc(at))
+        at = self.now() if at is None else _utc(at)
+        return sessions(listing.exchange, at).is_open(at)
 
     def trade_date(self, symbol: str | Instrument | Listing, at: datetime | None = None
                    ) -> date:
-        """The trade date of `at` (default now) in the listing's exchange time zone."""
-        return self.listing(symbol).session.trade_date(self.now() if at is None else _utc(at))
+        """The session `at` (default now) belongs to, in either clock mode: during a session
+        that session, outside one (night, weekend, holiday) the next, so never a weekend or
+        holiday. Futures and FX roll to the next date at their evening close (CME 16:00
+        Chicago, FX 17:00 New York); crypto trade dates are UTC days."""
+        listing = self.listing(symbol)
+        at = self.now() if at is None else _utc(at)
+        return sessions(listing.exchange, at).trade_date(at)
+
+    def settle_date(self, symbol: str | Instrument | Listing, trade_date: date) -> date:
+        """`trade_date` plus the listing's settlement days, counted in its exchange's
+        sessions (post_trade.settlement is the book's source of settle dates)."""
+        listing = self.listing(symbol)
+        at = datetime(trade_date.year, trade_date.month, trade_date.day, tzinfo=UTC)
+        return sessions(listing.exchange, at).after(trade_date, listing.settlement_days)
 
 
 def _lots(quantity: Decimal, listing: Listing) -> Decimal:
     """`quantity` rounded down to whole lots of `listing`."""
     return (quantity / listing.lot_size).to_integral_value(ROUND_DOWN) * listing.lot_size
-
-
-def add_business_days(day: date, n: int) -> date:
-    """`day` plus `n` weekdays (weekends skipped, holidays not modelled)."""
-    out = day
-    while n > 0:
-        out += timedelta(days=1)
-        if out.weekday() < 5:
-            n -= 1
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,14 +707,14 @@ class MatchingEngine:
         total_fee = order.fees.fee(order.filled_quantity, order.filled_value)
         fee, order.fees_paid = total_fee - order.fees_paid, total_fee
         order.status, order.updated_at = OrderStatus.PARTIALLY_FILLED, now
-        trade_date = listing.session.trade_date(now)
+        trade_date = self.market.trade_date(listing, now)
         fill = Fill(
             fill_id=f"{order.order_id[:8]}-{len(order.fill_ids) + 1}-{uuid.uuid4().hex[:6]}",
             order_id=order.order_id, client_order_id=order.client_order_id,
             account=order.account, key=listing.key, symbol=listing.symbol, side=order.side,
             quantity=qty, price=price, fee=fee, fee_currency=listing.currency,
             currency=listing.currency, executed_at=now, trade_date=trade_date,
-            settle_date=add_business_days(trade_date, listing.settlement_days))
+            settle_date=self.market.settle_date(listing, trade_date))
         order.fill_ids.append(fill.fill_id)
         for listener in list(self._listeners):
             listener(order, fill)

@@ -135,8 +135,8 @@ def test_sandbox_market_is_always_open_by_default():
     ("EUR.USD", SATURDAY, False),
     ("EUR.USD", datetime(2026, 3, 8, 23, 0, tzinfo=UTC), True),  # Sunday evening in NY
 ])
-def test_regular_hours_apply_when_always_open_is_off(symbol, at, is_open):
-    assert market(always_open=False).is_open(symbol, at) is is_open
+def test_exchange_clock_trades_only_in_sessions(symbol, at, is_open):
+    assert market(clock_mode="exchange").is_open(symbol, at) is is_open
 
 
 # -- matching --------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_day_order_expires_with_its_session_and_gtc_stays():
 
 
 def test_orders_wait_while_the_exchange_is_closed():
-    h = Harness(at=SATURDAY, always_open=False)
+    h = Harness(at=SATURDAY, clock_mode="exchange")
     order = h.order("AAPL", "buy", "1")
     assert h.engine.submit(order) == [] and order.status is OrderStatus.ACCEPTED
     h.market.clock.set_time(datetime(2026, 3, 9, 14, 30, tzinfo=UTC))  # Monday 10:30 NY
