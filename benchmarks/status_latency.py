@@ -1,4 +1,5 @@
-"""get_status() over 12 sandbox connections, each with 200 ms of injected latency.
+"""get_status() over 12 sandbox connections, each with 200 ms of injected latency (set on the
+sandbox's paper server, which the connections reach over loopback).
 
 Concurrent (the registry's way) next to one-at-a-time, in the same run.
 Target: concurrent under 1.5x a single connection's latency.
@@ -11,14 +12,16 @@ import time
 
 from brokerkit import runtime
 from brokerkit.config import ConnectionConfig, Settings
+from brokerkit.sandbox import Sandbox
 from brokerkit.service import BrokerageService
 
 N, LATENCY_MS, RUNS = 12, 200, 5
 
 
-def settings() -> Settings:
+def settings(url: str) -> Settings:
     conns = {f"paper-{i:02d}": ConnectionConfig(name=f"paper-{i:02d}", type="paper",
-                                                 options={"latency_ms": LATENCY_MS})
+                                                 options={"url": url, "broker": "slow"},
+                                                 accounts=("DEMO-MARGIN-1", "DEMO-CASH-1"))
              for i in range(N)}
     return Settings(connections=conns, book_url="sqlite://")
 
@@ -29,7 +32,10 @@ async def one_at_a_time(svc: BrokerageService) -> None:
 
 
 def main() -> None:
-    svc = BrokerageService(settings())
+    sandbox = Sandbox()
+    url = sandbox.start_servers()["paper"]["url"]
+    sandbox.broker("slow").faults.set("*", latency_ms=LATENCY_MS)
+    svc = BrokerageService(settings(url))
     svc.connect()
     status = svc.get_status()
     assert status["summary"]["connected"] == N, status["summary"]
@@ -51,6 +57,7 @@ def main() -> None:
     print(f"target: concurrent under 1.5x one connection ({1.5 * single * 1000:.0f} ms) -> "
           f"{'MET' if ok else 'MISSED'}")
     svc.close()
+    sandbox.stop_servers()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""PaperAdapter: the adapter contract, plus what a paper broker must do like a real one."""
+"""PaperAdapter against the sandbox's paper server over a real socket: the adapter contract,
+what a paper broker must do like a real one, and faults set on the server."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,6 +18,7 @@ from brokerkit.adapters.paper import PaperAdapter
 from brokerkit.config import ConnectionConfig
 from brokerkit.errors import AdapterError, ConfigError, ConnectionDown, SubmitUncertain
 from brokerkit.model import OrderIntent, OrderStatus
+from brokerkit.sandbox import Sandbox
 
 MONDAY_10AM_NY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -27,10 +31,14 @@ def sandbox(fresh_sandbox):
 
 
 @pytest.fixture
-def connect(sandbox, adapters):
-    def _connect(name: str = "paper-us", *, accounts: tuple[str, ...] = (), connect: bool = True,
-                 read_only: bool = False, **options) -> PaperAdapter:
-        options.setdefault("seed", sandbox.seed)
+def connect(sandbox, paper_url, adapters):
+    """A connected adapter to the sandbox's paper server; a demo connection's name gives it
+    that connection's demo accounts unless `accounts` are given."""
+    def _connect(name: str = "paper-us", *, accounts: tuple[str, ...] | None = None,
+                 connect: bool = True, read_only: bool = False, **options) -> PaperAdapter:
+        options.setdefault("url", paper_url)
+        if accounts is None:
+            accounts = Sandbox.demo_accounts(name)
         cfg = ConnectionConfig(name=name, type="paper", options=options, accounts=accounts,
                                read_only=read_only)
         return adapters(PaperAdapter(cfg), connect=connect)
@@ -85,12 +93,16 @@ def test_market_order_fills_at_the_ask_and_moves_cash_and_position(connect, sand
 def test_limit_order_rests_until_the_price_crosses_it(connect, sandbox):
     a = connect()
     market = sandbox.market
-    now = market.now()
-    ask_now = market.quote("AAPL").ask
-    # the lowest ask of the next ten minutes, found by looking ahead in the simulated market
-    future = [(market.quote("AAPL", now + timedelta(seconds=s)).ask, s) for s in range(1, 600)]
-    limit, when = min(future)
-    assert limit < ask_now
+    # a start whose ask the market goes under within ten minutes (the simulated prices are
+    # known ahead), and the lowest ask of those ten minutes as the limit
+    for start in range(0, 86_400, 600):
+        now = market.now() + timedelta(seconds=start)
+        future = [(market.quote("AAPL", now + timedelta(seconds=s)).ask, s)
+                  for s in range(1, 600)]
+        limit, when = min(future)
+        if limit < market.quote("AAPL", now).ask:
+            break
+    market.clock.freeze(now)
     ack = a.submit(buy("AAPL", "5", order_type="limit", limit_price=limit), coid())
     assert ack.status is OrderStatus.ACCEPTED and ack.filled_quantity == 0
     market.clock.advance(when - 1)
@@ -188,8 +200,10 @@ def test_resting_order_can_be_canceled(connect, sandbox):
     assert a.lookup(ack.client_order_id).status is OrderStatus.CANCELED
 
 
-def test_dropped_answer_raises_submit_uncertain_and_lookup_finds_one_order(connect):
-    a = connect(faults={"submit": {"drop_after_accept": 1}})
+def test_drop_after_accept_raises_submit_uncertain_and_lookup_finds_the_order(connect,
+                                                                               sandbox):
+    a = connect()
+    sandbox.broker("paper").faults.set("submit", drop_after_accept=1)
     cid = coid()
     with pytest.raises(SubmitUncertain) as info:
         a.submit(buy("AAPL", "3"), cid)
@@ -202,10 +216,33 @@ def test_dropped_answer_raises_submit_uncertain_and_lookup_finds_one_order(conne
     assert a.submit(buy("AAPL", "1"), coid()).status is OrderStatus.FILLED  # one drop only
 
 
-def test_submit_timeout_is_uncertain_and_nothing_was_placed(connect):
-    a = connect(faults={"submit": {"timeout": True, "timeout_s": 0.01}})
+def test_submit_timeout_on_the_server_is_uncertain_and_nothing_was_placed(connect, sandbox):
+    a = connect()
+    sandbox.broker("paper").faults.set("submit", timeout=True, timeout_s=0.01)
     cid = coid()
-    with pytest.raises(SubmitUncertain):
+    with pytest.raises(SubmitUncertain, match="504"):
+        a.submit(buy("AAPL", "1"), cid)
+    assert a.lookup(cid) is None
+
+
+def test_submit_without_an_answer_in_time_is_uncertain_and_nothing_was_placed(connect,
+                                                                               sandbox):
+    a = connect(timeout=0.3)
+    sandbox.broker("paper").faults.set("submit", timeout=True, timeout_s=5)
+    cid = coid()
+    t0 = time.perf_counter()
+    with pytest.raises(SubmitUncertain, match=r"no answer within 0\.3 s"):
+        a.submit(buy("AAPL", "1"), cid)
+    assert time.perf_counter() - t0 < 2
+    sandbox.broker("paper").faults.clear("submit")
+    assert a.lookup(cid) is None
+
+
+def test_a_5xx_on_submit_is_uncertain(connect, sandbox):
+    a = connect()
+    sandbox.broker("paper").faults.set("submit", error_next=1, error_status=502)
+    cid = coid()
+    with pytest.raises(SubmitUncertain, match="status 502"):
         a.submit(buy("AAPL", "1"), cid)
     assert a.lookup(cid) is None
 
@@ -216,16 +253,33 @@ def test_submit_to_an_account_of_another_connection_is_refused(connect):
         a.submit(buy("AAPL", "1", account="DEMO-GLOBAL-1"), coid())
 
 
-def test_fail_connect_raises_connection_down(connect):
-    a = connect("broken", fail_connect=True, connect=False)
+def test_connect_to_a_server_that_is_not_there_raises_connection_down(connect, sandbox):
+    port = sandbox.servers["paper"]["port"]
+    sandbox.stop_servers()  # nothing listens on the port any more
+    a = connect("broken", url=f"http://127.0.0.1:{port}", connect=False)
     with pytest.raises(ConnectionDown, match="connect failed"):
         a.connect()
     with pytest.raises(ConnectionDown, match="not connected"):
         a.balances()
 
 
-def test_injected_latency_delays_every_call(connect):
-    a = connect(latency_ms=150)
+def test_an_injected_connect_error_raises_connection_down(connect, sandbox):
+    sandbox.broker("paper").faults.set("connect", error_next=1, error_status=503)
+    a = connect(connect=False)
+    with pytest.raises(ConnectionDown, match=r"connect failed.*status 503"):
+        a.connect()
+    a.connect()  # one error only
+    assert len(a.balances())
+
+
+def test_a_configured_account_the_broker_lacks_fails_the_connect(connect):
+    with pytest.raises(ConnectionDown, match="no account 'NOPE-1'"):
+        connect(accounts=("DEMO-MARGIN-1", "NOPE-1"))
+
+
+def test_injected_latency_delays_every_call(connect, sandbox):
+    a = connect()
+    sandbox.broker("paper").faults.set("*", latency_ms=150)
     t0 = time.perf_counter()
     a.balances()
     assert time.perf_counter() - t0 >= 0.15
@@ -239,11 +293,19 @@ def test_faults_set_on_the_broker_reach_the_adapter(connect, sandbox):
     frames.validate(frames.POSITIONS, a.positions())
 
 
+def test_faults_of_one_broker_leave_another_broker_on_the_same_server_alone(connect, sandbox):
+    sandbox.broker("paper").faults.set("*", error_rate=1.0)
+    other = connect(broker="t-other")
+    frames.validate(frames.BALANCES, other.balances())
+
+
 @pytest.mark.parametrize(("options", "key"), [
     ({"broker": 5}, "options.broker"),
-    ({"latency_ms": -1}, "options.latency_ms"),
-    ({"fail_connect": "yes"}, "options.fail_connect"),
-    ({"faults": {"submit": {"latency": 5}}}, "options.faults"),
+    ({"url": "127.0.0.1:8000"}, "options.url"),
+    ({"url": None}, "options.url"),
+    ({"timeout": 0}, "options.timeout"),
+    ({"seed": 0}, "options.seed"),  # faults and seeds live on the server now
+    ({"faults": {"submit": {"timeout": True}}}, "options.faults"),
     ({"colour": "red"}, "options.colour"),
 ])
 def test_bad_options_are_named(connect, options, key):
@@ -251,11 +313,59 @@ def test_bad_options_are_named(connect, options, key):
         connect("x", connect=False, **options)
 
 
-def test_connections_default_to_their_demo_accounts(connect):
-    assert set(connect("paper-us").accounts) == {"DEMO-MARGIN-1", "DEMO-CASH-1"}
-    assert set(connect("paper-global").accounts) == {"DEMO-GLOBAL-1", "DEMO-CRYPTO-1"}
-    everything = connect("mine").accounts
+def test_a_connection_without_url_is_a_config_error():
+    cfg = ConnectionConfig(name="x", type="paper", options={"broker": "paper"})
+    with pytest.raises(ConfigError, match=r"connections\.x\.options\.url"):
+        PaperAdapter(cfg)
+
+
+def test_a_connection_without_accounts_shows_every_account_of_the_broker(connect, sandbox):
+    everything = connect("mine", accounts=()).accounts
+    assert everything == sandbox.broker("paper").accounts
     assert {"DEMO-MARGIN-1", "DEMO-GLOBAL-1"} <= set(everything)
+    assert set(connect("paper-us").accounts) == {"DEMO-MARGIN-1", "DEMO-CASH-1"}
+
+
+def test_open_orders_lists_every_page(connect, sandbox):
+    a = connect()
+    a.page_size = 2  # the server's pages are what is walked, however small
+    low = (sandbox.market.quote("AAPL").bid / 2).quantize(Decimal("0.01"))
+    resting = []
+    for _ in range(5):
+        resting.append(a.submit(buy("AAPL", "1", order_type="limit", limit_price=low,
+                                    time_in_force="gtc"), coid()).order_id)
+        a.submit(buy("MSFT", "1"), coid())  # filled: closed orders between the open ones
+    assert list(a.open_orders()["order_id"]) == resting
+    everything = a.orders()
+    assert len(everything) == 10 and everything["order_id"].is_unique
+    frames.validate(frames.ORDERS, a.open_orders())
+
+
+def test_open_orders_include_those_placed_by_another_connection(connect):
+    mine, other = connect("one"), connect("two")
+    ack = other.submit(buy("AAPL", "1", order_type="limit", limit_price="1.00",
+                           time_in_force="gtc"), coid())
+    assert list(mine.open_orders()["order_id"]) == [ack.order_id]
+    canceled = mine.cancel_all()
+    assert [(c.order_id, c.status) for c in canceled] == [(ack.order_id, OrderStatus.CANCELED)]
+    assert mine.open_orders().empty
+
+
+def test_account_types_and_market_hours_come_from_the_server(connect):
+    a = connect()
+    assert a.account_types() == {"DEMO-MARGIN-1": "margin", "DEMO-CASH-1": "cash"}
+    assert a.market_open("AAPL") is True  # the sandbox is always open by default
+    with pytest.raises(AdapterError, match="'NOPE'"):
+        a.market_open("NOPE")
+
+
+def test_the_adapter_never_imports_the_sandbox():
+    code = ("import sys, brokerkit.adapters.paper\n"
+            "print([m for m in sys.modules if m.startswith('brokerkit.sandbox')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_state_is_shared_by_connections_to_one_broker(connect):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -13,8 +14,11 @@ from brokerkit.errors import ConnectionDown, UnknownConnection
 from brokerkit.service import BrokerageService, get_brokerage_service, reset_brokerage_service
 
 
-def paper(name: str, **options) -> ConnectionConfig:
-    return ConnectionConfig(name=name, type="paper", options=options)
+def paper(name: str, url: str, **options) -> ConnectionConfig:
+    """A paper connection to the paper server at `url`, over the USD demo accounts (no FX
+    rates needed)."""
+    return ConnectionConfig(name=name, type="paper", options={"url": url, **options},
+                            accounts=("DEMO-MARGIN-1", "DEMO-CASH-1"))
 
 
 def make_service(*conns: ConnectionConfig, **kw) -> BrokerageService:
@@ -59,8 +63,9 @@ def test_consolidated_balances_convert_to_the_base_currency(embedded):
     assert len(non_usd) and (non_usd["buying_power_base"] != non_usd["buying_power"]).any()
 
 
-def test_failing_connection_is_down_while_the_rest_work():
-    svc = make_service(paper("good"), paper("broken", fail_connect=True))
+def test_failing_connection_is_down_while_the_rest_work(fresh_sandbox, paper_url):
+    fresh_sandbox.broker("refusing").faults.set("connect", error_rate=1.0)
+    svc = make_service(paper("good", paper_url), paper("broken", paper_url, broker="refusing"))
     try:
         status = svc.get_status()
         by_name = {c["name"]: c for c in status["connections"]}
@@ -76,8 +81,10 @@ def test_failing_connection_is_down_while_the_rest_work():
         svc.close()
 
 
-def test_slow_connection_times_out_without_blocking_the_others():
-    svc = make_service(paper("fast"), paper("slow", latency_ms=3000), call_timeout=0.5)
+def test_slow_connection_times_out_without_blocking_the_others(fresh_sandbox, paper_url):
+    fresh_sandbox.broker("slow").faults.set("*", latency_ms=3000)
+    svc = make_service(paper("fast", paper_url), paper("slow", paper_url, broker="slow"),
+                       call_timeout=0.5)
     try:
         svc.connect()
         t0 = time.perf_counter()
@@ -92,8 +99,9 @@ def test_slow_connection_times_out_without_blocking_the_others():
         svc.close()
 
 
-def test_status_calls_run_concurrently():
-    svc = make_service(*(paper(f"p{i}", latency_ms=200) for i in range(6)))
+def test_status_calls_run_concurrently(fresh_sandbox, paper_url):
+    fresh_sandbox.broker("slow").faults.set("*", latency_ms=200)
+    svc = make_service(*(paper(f"p{i}", paper_url, broker="slow") for i in range(6)))
     try:
         svc.connect()
         t0 = time.perf_counter()
@@ -103,10 +111,10 @@ def test_status_calls_run_concurrently():
         svc.close()
 
 
-def test_unknown_and_unavailable_connections_are_named(embedded):
+def test_unknown_and_unavailable_connections_are_named(embedded, paper_url):
     with pytest.raises(UnknownConnection, match="no connection named 'nope'"):
         embedded.adapter("nope")
-    svc = make_service(ConnectionConfig(name="x", type="paper", options={"broker": 5}))
+    svc = make_service(paper("x", paper_url, broker=5))
     try:
         status = svc.get_status()
         assert status["connections"][0]["status"] == "down"
@@ -131,8 +139,9 @@ def test_process_wide_service_is_one_object():
         reset_brokerage_service()
 
 
-def test_a_connection_type_whose_adapter_is_missing_is_down_with_a_clear_error():
-    svc = make_service(paper("good"), ConnectionConfig(name="tx", type="tradestation"))
+def test_a_connection_type_whose_adapter_is_missing_is_down_with_a_clear_error(paper_url):
+    svc = make_service(paper("good", paper_url),
+                       ConnectionConfig(name="tx", type="tradestation"))
     try:
         by_name = {c["name"]: c for c in svc.get_status()["connections"]}
         assert by_name["good"]["status"] == "connected"
@@ -142,15 +151,15 @@ def test_a_connection_type_whose_adapter_is_missing_is_down_with_a_clear_error()
         svc.close()
 
 
-def test_rotating_a_secret_reconnects_the_connections_that_use_it():
+def test_rotating_a_secret_reconnects_the_connections_that_use_it(paper_url):
     import time as _time
 
     from brokerkit.secrets import get_secret_store
 
     store = get_secret_store()
     store.set("paper_token", "first-value-123", store="file")
-    uses = ConnectionConfig(name="uses", type="paper", secrets={"token": "paper_token"})
-    svc = make_service(uses, paper("other"))
+    uses = dataclasses.replace(paper("uses", paper_url), secrets={"token": "paper_token"})
+    svc = make_service(uses, paper("other", paper_url))
     try:
         svc.connect()
         before_uses, before_other = svc.adapter("uses"), svc.adapter("other")

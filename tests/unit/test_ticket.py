@@ -15,9 +15,15 @@ from brokerkit.service import BrokerageService
 
 
 @pytest.fixture
-def ticket(tmp_path):
-    broker = f"t-{uuid.uuid4().hex[:8]}"
-    conns = {"paper-us": ConnectionConfig("paper-us", "paper", options={"broker": broker},
+def broker(fresh_sandbox):
+    """A fresh broker of the sandbox, counted on the broker's side."""
+    return fresh_sandbox.broker(f"t-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def ticket(tmp_path, paper_url, broker):
+    conns = {"paper-us": ConnectionConfig("paper-us", "paper",
+                                          options={"url": paper_url, "broker": broker.name},
                                           accounts=("DEMO-MARGIN-1",))}
     url = f"sqlite:///{tmp_path / 'book.db'}"
     svc = BrokerageService(Settings(connections=conns, book_url=url))
@@ -26,27 +32,21 @@ def ticket(tmp_path):
     svc.close()
 
 
-def orders(t: OrderTicket) -> int:
-    return len(t.execution.brokerage.adapter("paper-us").broker.orders())
-
-
-def test_confirm_without_preview_is_refused_and_sends_nothing(ticket):
-    before = orders(ticket)
+def test_confirm_without_preview_is_refused_and_sends_nothing(ticket, broker):
     r = ticket.confirm()
     assert r.status is OrderStatus.REJECTED and r.codes == ["NOT_CONFIRMED"]
-    assert orders(ticket) == before
+    assert broker.orders() == []
 
 
-def test_preview_then_confirm_places_exactly_one_order(ticket):
+def test_preview_then_confirm_places_exactly_one_order(ticket, broker):
     p = ticket.preview()
     assert p.ok and ticket.can_confirm
     assert "BUY 2 AAPL at market" in ticket.summary() and "paper-us" in ticket.summary()
-    before = orders(ticket)
     r = ticket.confirm()
-    assert r.status is OrderStatus.FILLED and orders(ticket) == before + 1
+    assert r.status is OrderStatus.FILLED and len(broker.orders()) == 1
     assert ticket.result is r and not ticket.can_confirm
     again = ticket.confirm()  # one confirmation, one order
-    assert again.codes == ["NOT_CONFIRMED"] and orders(ticket) == before + 1
+    assert again.codes == ["NOT_CONFIRMED"] and len(broker.orders()) == 1
 
 
 def test_any_edit_after_preview_requires_a_new_preview(ticket):

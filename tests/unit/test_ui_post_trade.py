@@ -13,9 +13,10 @@ from brokerkit.service import BrokerageService
 
 
 @pytest.fixture
-def services(tmp_path):
+def services(tmp_path, paper_url):
     broker = f"u-{uuid.uuid4().hex[:8]}"
-    conns = {"paper-us": ConnectionConfig("paper-us", "paper", options={"broker": broker},
+    conns = {"paper-us": ConnectionConfig("paper-us", "paper",
+                                          options={"url": paper_url, "broker": broker},
                                           accounts=("DEMO-MARGIN-1", "DEMO-CASH-1"))}
     url = f"sqlite:///{tmp_path / 'book.db'}"
     svc = BrokerageService(Settings(connections=conns, book_url=url))
@@ -23,13 +24,15 @@ def services(tmp_path):
     svc.close()
 
 
-def test_reconciliation_view_shows_the_latest_run_with_breaks_highlighted(services):
+def test_reconciliation_view_shows_the_latest_run_with_breaks_highlighted(services,
+                                                                          fresh_sandbox):
     from brokerkit.ui.reconcile import STATUS_COLORS, ReconciliationView, highlight
 
     svc, book = services
     rec = Reconciler(svc, book)
     rec.adopt("paper-us", reason="open the book")
-    svc.adapter("paper-us").broker.set_position("DEMO-MARGIN-1", "AAPL", "125", "190")
+    broker = fresh_sandbox.broker(svc.adapter("paper-us").config.options["broker"])
+    broker.set_position("DEMO-MARGIN-1", "AAPL", "125", "190")
     run = rec.run()
     view = ReconciliationView(rec)
     assert view.refresh()
