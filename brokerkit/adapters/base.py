@@ -12,6 +12,8 @@ close_async            yes        None; idempotent
 balances_async         yes        `frames.BALANCES`
 positions_async        yes        `frames.POSITIONS`
 orders_async           yes        `frames.ORDERS` (open and recent)
+open_orders_async      trading    `frames.ORDERS`: every open order at the connection, whoever
+                                  placed it (all pages; default: the open rows of orders_async)
 fills_async            yes        `frames.FILLS`, those executed at or after `since` if given
 quotes_async           yes        `frames.QUOTES` for the given symbols
 instruments_async      yes        `frames.INSTRUMENTS` for the given symbols
@@ -20,6 +22,8 @@ market_open_async      trading    whether the symbol's market is open now; None 
 submit_async           trading    `BrokerOrder` acknowledgement; raises `SubmitUncertain` when
                                   it cannot know whether the broker took the order
 cancel_async           trading    `BrokerOrder` after the cancel request
+cancel_all_async       trading    [`BrokerOrder`]: cancel every open order in as few requests as
+                                  the broker allows (default: cancel_async for each open order)
 lookup_async           trading    `BrokerOrder` or None, by client order id
 submit_here            optional   `submit_async` from the caller's thread, for synchronous SDKs
                                   (with `submits_here = True`); None when it must not block
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
     from ..config import ConnectionConfig
     from ..secrets import Secret
 
-__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options"]
+__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options", "cancel_listed"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,14 @@ class Adapter(runtime.Bridged):
     async def orders_async(self) -> pd.DataFrame:
         raise NotImplementedError
 
+    async def open_orders_async(self) -> pd.DataFrame:
+        """Every open order at the connection, whoever placed it (another process, another
+        tool), oldest first. This default keeps the open rows of `orders_async`: adapters whose
+        broker lists orders in a window (the latest N) override it to read every page."""
+        orders = await self.orders_async()
+        is_open = orders["status"].map(lambda s: OrderStatus.parse(s).is_open).astype(bool)
+        return orders[is_open].reset_index(drop=True)
+
     async def fills_async(self, since: datetime | None = None) -> pd.DataFrame:
         """Fills, oldest first; with `since`, only those executed at or after it (an adapter
         may return more, never fewer: the book drops fills it already holds)."""
@@ -202,6 +214,9 @@ class Adapter(runtime.Bridged):
 
     def orders(self) -> pd.DataFrame:
         return runtime.run(self.orders_async())
+
+    def open_orders(self) -> pd.DataFrame:
+        return runtime.run(self.open_orders_async())
 
     def fills(self, since: datetime | None = None) -> pd.DataFrame:
         return runtime.run(self.fills_async(since))
@@ -255,6 +270,16 @@ class Adapter(runtime.Bridged):
     async def lookup_async(self, client_order_id: str) -> BrokerOrder | None:
         raise self._read_only("lookup")
 
+    async def cancel_all_async(self) -> list[BrokerOrder]:
+        """Cancel every open order at the connection (the kill switch's call); returns each
+        order's state after its cancel request. An order whose cancel failed comes back in the
+        state it was listed in, with the failure as `reason`. This default cancels the rows of
+        `open_orders_async` one by one; adapters whose broker has a cancel-all call use it."""
+        if not self.capabilities.trading:
+            raise self._read_only("cancel")
+        return [await cancel_listed(self, row)
+                for row in (await self.open_orders_async()).itertuples(index=False)]
+
     def submit_here(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder | None:
         """Send `intent` from the calling thread, blocking it (adapters whose SDK is
         synchronous set `submits_here`): no hand-over to the runtime loop, a worker thread and
@@ -276,7 +301,22 @@ class Adapter(runtime.Bridged):
     def lookup(self, client_order_id: str) -> BrokerOrder | None:
         return runtime.run(self.lookup_async(client_order_id))
 
+    def cancel_all(self) -> list[BrokerOrder]:
+        return runtime.run(self.cancel_all_async())
+
     def _read_only(self, what: str) -> AdapterError:
         if self.capabilities.trading:
             return AdapterError(self.name, f"{type(self).__name__} does not implement {what}")
         return AdapterError(self.name, f"read-only connection: cannot {what}")
+
+
+async def cancel_listed(adapter: Adapter, row: Any) -> BrokerOrder:
+    """`adapter.cancel_async` of one row (a named tuple) of `open_orders_async`; a refusal
+    (`AdapterError`) comes back as the order in its listed state, with the reason."""
+    try:
+        return await adapter.cancel_async(str(row.order_id))
+    except AdapterError as exc:
+        return BrokerOrder(order_id=str(row.order_id),
+                           client_order_id=str(row.client_order_id or ""),
+                           account=str(row.account or ""), status=OrderStatus.parse(row.status),
+                           reason=exc.message)

@@ -5,30 +5,49 @@ server, scripts) sees a change on its very next order; the journal re-reads it i
 transaction that writes the order. `SYSTEM_HALTED=1` (or true/yes/on) in the environment
 forces HALTED whatever the book says. Every change is recorded with who, when and why.
 
-- `halt(reason, cancel_open=True)`: stop all new orders; cancel open orders at every trading
-  connection (cancels are never blocked).
-- `reduce_only(reason)`: only orders that bring a position towards flat pass.
+- `halt(reason, cancel_open=True)`: stop all new orders; cancel every open order at every
+  trading connection (cancels are never blocked).
+- `reduce_only(reason, cancel_open=True)`: only orders that bring a position towards flat
+  pass; the open orders that would not pass now (open from flat, add, flip, or cannot be
+  shown to reduce) are cancelled, the reducing ones stay working.
 - `resume(reason)`: back to ACTIVE.
+
+The cancels work from any process: each trading connection is connected if it is not, and
+asked for every open order it has, whoever placed them (`Adapter.open_orders_async`, all
+pages; `cancel_all_async`, the broker's cancel-all call where it has one). The `HaltReport`
+says per connection what was cancelled, what is still open and why, or that the connection
+could not be reached; `report.complete` is True only when nothing meant to be cancelled is
+left open or unknown. One connection failing never stops the others' cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
-from ..model import OrderStatus
+from ..adapters.base import cancel_listed
+from ..errors import AdapterError
+from ..service import _describe
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..adapters.base import Adapter
     from ..book import Book, TradingState
     from ..service import BrokerageService
 
-__all__ = ["ENV_VAR", "HaltReport", "KillSwitch", "StateView", "env_halted"]
+__all__ = ["ENV_VAR", "ConnectionCancels", "HaltReport", "KillSwitch", "StateView",
+           "env_halted"]
 
 ENV_VAR = "SYSTEM_HALTED"
+#: Seconds a broker has, after the cancels, to stop listing the cancelled orders as open.
+SETTLE_S = 5.0
 _TRUE = {"1", "true", "yes", "on"}
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 
@@ -72,12 +91,68 @@ class StateView:
 
 
 @dataclass
+class ConnectionCancels:
+    """One connection's part of a halt or reduce-only: the open orders it cancelled, those
+    left working (reduce-only keeps the reducing ones), and why anything is still open."""
+
+    connection: str
+    canceled: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    #: order id -> why it is still open after its cancel
+    failed: dict[str, str] = field(default_factory=dict)
+    #: the connection could not be reached or listed: its open orders are unknown
+    error: str | None = None
+    #: why the connection was passed over (a read-only connection has no orders)
+    skipped: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every open order the change meant to cancel is cancelled (nothing unknown)."""
+        return self.error is None and not self.failed
+
+    def problem(self) -> str | None:
+        """One line on what is not done, or None."""
+        if self.error is not None:
+            return self.error
+        if self.failed:
+            first, why = next(iter(self.failed.items()))
+            more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+            return f"{len(self.failed)} open order(s) not cancelled: {first}: {why}{more}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection": self.connection, "complete": self.complete,
+                "canceled": self.canceled, "kept": self.kept, "failed": self.failed,
+                "error": self.error, "skipped": self.skipped}
+
+
+@dataclass
 class HaltReport:
-    """What a state change did: the new state and, for a halt, the orders it cancelled."""
+    """What a state change did: the new state and, for a halt or reduce-only, per connection
+    the open orders it cancelled or why it could not (`complete` is False then)."""
 
     state: StateView
-    canceled: list[dict[str, Any]] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
+    connections: dict[str, ConnectionCancels] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when every open order meant to be cancelled, at every connection, is."""
+        return all(c.complete for c in self.connections.values())
+
+    @property
+    def canceled(self) -> list[dict[str, Any]]:
+        """Every cancelled order: `connection`, `order_id`, `client_order_id`, `status`."""
+        return [{"connection": c.connection, **o} for c in self.connections.values()
+                for o in c.canceled]
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Connection -> what is not done there (unreachable, or orders still open)."""
+        return {n: p for n, c in self.connections.items() if (p := c.problem()) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.state.to_dict(), "complete": self.complete,
+                "connections": [c.to_dict() for c in self.connections.values()]}
 
 
 class KillSwitch(runtime.Bridged):
@@ -99,48 +174,138 @@ class KillSwitch(runtime.Bridged):
 
     async def halt_async(self, reason: str, *, cancel_open: bool = True,
                          actor: str | None = None) -> HaltReport:
-        """HALTED: no new orders anywhere; with `cancel_open`, cancel every open order."""
+        """HALTED: no new orders anywhere; with `cancel_open`, cancel every open order at
+        every trading connection, connecting those that are not (from any process)."""
         report = HaltReport(await self._set("HALTED", reason, actor))
         if cancel_open and self.brokerage is not None:
-            await self._cancel_open(report)
-            await asyncio.to_thread(self.book.audit, "cancel_open_orders", "all",
-                                    {"canceled": report.canceled, "errors": report.errors},
-                                    "ok" if not report.errors else "partial", actor)
+            await self._sweep(report, None)
+            await self._audit("cancel_open_orders", report, actor)
         return report
 
-    async def reduce_only_async(self, reason: str, *, actor: str | None = None) -> HaltReport:
-        return HaltReport(await self._set("REDUCING", reason, actor))
+    async def reduce_only_async(self, reason: str, *, cancel_open: bool = True,
+                                actor: str | None = None) -> HaltReport:
+        """REDUCING: only orders that bring a position towards flat pass. With
+        `cancel_open`, the open orders that would not pass now are cancelled at every
+        trading connection: those that would open from flat, add to a position or flip it
+        (checked oldest first against the broker's position, each counted as if the older
+        reducing ones filled), and any whose effect cannot be shown (unknown position,
+        notional size). Reducing orders stay working."""
+        report = HaltReport(await self._set("REDUCING", reason, actor))
+        if cancel_open and self.brokerage is not None:
+            await self._sweep(report, _increasing)
+            await self._audit("cancel_increasing_orders", report, actor)
+        return report
 
     async def resume_async(self, reason: str, *, actor: str | None = None) -> HaltReport:
         return HaltReport(await self._set("ACTIVE", reason, actor))
+
+    async def _audit(self, action: str, report: HaltReport, actor: str | None) -> None:
+        details = {"connections": [c.to_dict() for c in report.connections.values()]}
+        await asyncio.to_thread(self.book.audit, action, "all", details,
+                                "ok" if report.complete else "partial", actor)
 
     def halt(self, reason: str, *, cancel_open: bool = True,
              actor: str | None = None) -> HaltReport:
         return runtime.run(self.halt_async(reason, cancel_open=cancel_open, actor=actor))
 
-    def reduce_only(self, reason: str, *, actor: str | None = None) -> HaltReport:
-        return runtime.run(self.reduce_only_async(reason, actor=actor))
+    def reduce_only(self, reason: str, *, cancel_open: bool = True,
+                    actor: str | None = None) -> HaltReport:
+        return runtime.run(self.reduce_only_async(reason, cancel_open=cancel_open,
+                                                  actor=actor))
 
     def resume(self, reason: str, *, actor: str | None = None) -> HaltReport:
         return runtime.run(self.resume_async(reason, actor=actor))
 
-    async def _cancel_open(self, report: HaltReport) -> None:
+    async def _sweep(self, report: HaltReport, select: _Select | None) -> None:
+        """Cancel open orders at every trading connection concurrently: all of them (halt,
+        `select` None) or those `select` picks from the open orders and positions."""
         svc = self.brokerage
         assert svc is not None
+        done = await asyncio.gather(*(self._sweep_one(svc, n, select)
+                                      for n in svc.connections))
+        report.connections = {c.connection: c for c in done}
 
-        async def one(name: str) -> None:
-            try:
-                adapter = svc.adapter(name)
-                if not adapter.capabilities.trading:
-                    return
-                orders = await adapter.orders_async()
-                is_open = orders["status"].map(lambda s: OrderStatus.parse(s).is_open)
-                open_ = orders[is_open.astype(bool)]
-                for order_id in open_["order_id"]:
-                    ack = await adapter.cancel_async(str(order_id))
-                    report.canceled.append({"connection": name, "order_id": str(order_id),
-                                            "status": ack.status.value})
-            except Exception as exc:  # one broker failing must not stop the others' cancels
-                report.errors[name] = str(exc) or type(exc).__name__
+    async def _sweep_one(self, svc: BrokerageService, name: str, select: _Select | None
+                         ) -> ConnectionCancels:
+        out = ConnectionCancels(name)
+        try:
+            if not svc.adapter(name).capabilities.trading:
+                out.skipped = "read-only connection"
+                return out
+            adapter = await svc.connected_adapter_async(name)
+            if select is None:
+                acks = await adapter.cancel_all_async()
+                targets = None
+            else:
+                open_ = await adapter.open_orders_async()
+                targets = select(open_, await _positions(adapter) if len(open_) else None)
+                out.kept = [str(i) for i in open_["order_id"] if str(i) not in targets]
+                acks = [await cancel_listed(adapter, row)
+                        for row in open_[open_["order_id"].astype(str).isin(targets)]
+                        .itertuples(index=False)]
+            left = await _still_open(adapter, targets)
+        except Exception as exc:  # one broker failing must not stop the others' cancels
+            out.error = _describe(exc)
+            return out
+        for ack in acks:
+            if ack.order_id in left:
+                out.failed[ack.order_id] = ack.reason or "still open after its cancel"
+            else:
+                out.canceled.append({"order_id": ack.order_id,
+                                     "client_order_id": ack.client_order_id or None,
+                                     "status": ack.status.value})
+        for order_id in left.keys() - out.failed.keys():  # opened while the cancels ran
+            out.failed[order_id] = "open after the cancels (placed while they ran?)"
+        return out
 
-        await asyncio.gather(*(one(n) for n in svc.connections))
+
+_Select = Callable[["pd.DataFrame", "pd.DataFrame | None"], set[str]]
+
+
+async def _positions(adapter: Adapter) -> pd.DataFrame | None:
+    """The broker's positions, or None when they cannot be read (then no order can be shown
+    to reduce one)."""
+    try:
+        return await adapter.positions_async()
+    except AdapterError:
+        return None
+
+
+async def _still_open(adapter: Adapter, targets: set[str] | None) -> dict[str, str]:
+    """The open orders (of `targets` if given) left after the cancels, order id -> status,
+    once the broker has had up to `SETTLE_S` to finish cancelling (Alpaca answers a cancel
+    with `pending_cancel` before `canceled`)."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_S
+    while True:
+        open_ = await adapter.open_orders_async()
+        left = {str(i): str(s) for i, s in zip(open_["order_id"], open_["status"], strict=True)
+                if targets is None or str(i) in targets}
+        if not left or asyncio.get_running_loop().time() >= deadline:
+            return left
+        await asyncio.sleep(0.2)
+
+
+def _increasing(open_: pd.DataFrame, positions: pd.DataFrame | None) -> set[str]:
+    """The open orders a REDUCING state would refuse now: per account and instrument, oldest
+    first, an order passes when it is against the position and no larger than what is left
+    of it once the older passing orders fill (risk.py's rule: reducing may not open from
+    flat, add or flip). Unknown sizes and positions do not pass."""
+    held: dict[tuple[str, str], float] = {}
+    if positions is not None:
+        for acct, inst, qty in zip(positions["account"], positions["instrument"],
+                                   positions["quantity"], strict=True):
+            held[(str(acct), str(inst))] = held.get((str(acct), str(inst)), 0.0) + float(qty)
+    out: set[str] = set()
+    order = open_.sort_values("submitted_at", kind="stable", na_position="first")
+    for row in order.itertuples(index=False):
+        key = (str(row.account), str(row.instrument))
+        pos = held.get(key, 0.0)
+        left = float(row.quantity) - float(row.filled_quantity or 0.0)
+        signed = left if str(row.side).lower() == "buy" else -left
+        if row.instrument is None or math.isnan(signed) or pos == 0 or (pos > 0) == (signed > 0) \
+                or abs(signed) > abs(pos):
+            out.add(str(row.order_id))
+        else:
+            held[key] = pos + signed
+    return out
+
