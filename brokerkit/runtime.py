@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures.thread  # noqa: F401  (its exit hook first: see `before_exit`)
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["Bridged", "get_loop", "in_runtime", "owned", "run", "spawn"]
+__all__ = ["Bridged", "before_exit", "get_loop", "in_runtime", "owned", "run", "spawn"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -120,6 +122,33 @@ class Bridged:
         for name, value in list(vars(cls).items()):
             if name.endswith("_async") and inspect.iscoroutinefunction(value):
                 setattr(cls, name, owned(value))
+
+
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def before_exit(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register `fn` to run when the interpreter exits, before worker threads stop taking work
+    (`asyncio.to_thread`, which SDK calls use, refuses new work in `atexit` handlers): the
+    last registered runs first, then `atexit` handlers. Use it as a decorator."""
+    _exit_hooks.append(fn)
+    return fn
+
+
+def _run_exit_hooks() -> None:
+    for fn in reversed(_exit_hooks):
+        try:
+            fn()
+        except Exception:  # exiting anyway: one hook's failure must not skip the others
+            logging.getLogger("brokerkit").exception("an exit hook failed")
+
+
+# The interpreter calls threading's exit hooks (last registered first) before `atexit`'s;
+# concurrent.futures' own, registered at its import above, shuts the worker pools down.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_run_exit_hooks)
+else:  # pragma: no cover - an interpreter without it: atexit, pools may be closed by then
+    atexit.register(_run_exit_hooks)
 
 
 def _shutdown() -> None:

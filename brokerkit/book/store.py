@@ -44,6 +44,13 @@ from .. import frames
 from ..errors import BrokerkitError, ConfigError, SchemaError
 from . import tables as t
 from .actor import current_actor
+from .adoption import (
+    OPENING_REASON,
+    adopted_fill_ids,
+    is_fresh,
+    latest_read_at,
+    record_adoption,
+)
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -1062,7 +1069,8 @@ class Book:
 
     def record_fills(self, fills: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
         """Store the fills not seen before (by connection and fill id) and apply each new one
-        to the book's positions, in one transaction; returns how many were new.
+        to the book's positions, in one transaction; returns how many were new. Fills an
+        adoption already counted (`adopt_positions`'s `fill_ids`) are not new.
 
         Rows follow the FILLS frame: `connection`, `fill_id`, `instrument`, `side`,
         `quantity` (positive) and `price` are required; other columns are ignored.
@@ -1095,6 +1103,8 @@ class Book:
                     found = conn.execute(sa.select(f.fill_id).where(
                         f.connection == connection, f.fill_id.in_(ids[start:start + 500])))
                     seen.update((connection, fid) for fid in found.scalars())
+                # fills inside an adopted quantity (the adoption's fill watermark)
+                seen.update((connection, fid) for fid in adopted_fill_ids(conn, connection, ids))
             new = [v for k, v in batch.items() if k not in seen]
             if new:
                 conn.execute(t.fills.insert(), [dict.fromkeys(_FILL_COLUMNS) | v for v in new])
@@ -1166,14 +1176,82 @@ class Book:
 
     def adopt_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],
                         actor: str | None, reason: str, *,
-                        accounts: Iterable[tuple[str, str]] = ()) -> int:
+                        accounts: Iterable[tuple[str, str]] = (),
+                        fill_ids: Mapping[str, Iterable[str]] | None = None,
+                        read_at: datetime | None = None) -> int:
         """Make the broker's positions the book's: for every (connection, account) in
         `positions` (and in `accounts`, to adopt "no positions"), replace the book's rows and
-        write one audit row with what was there before. Returns the number of rows written."""
+        write one audit row with what was there before. Returns the number of rows written.
+
+        `fill_ids` maps a connection to the ids of the fills its broker held when the
+        positions were read (at `read_at`, default now): they are inside the adopted
+        quantities, so `record_fills` never applies them again (the adoption's fill
+        watermark). Every adopted connection gets a `book_adoptions` row."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError(f"adopt_positions needs a reason for the audit log, got {reason!r}")
         actor = actor or current_actor()
         now = _now()
+        pairs = self._adoption_pairs(positions, accounts, now)
+        with self.begin(lock="positions") as conn:
+            return self._adopt(conn, pairs, fill_ids or {}, _to_time(read_at) or now, actor,
+                               reason, now, opening=False)
+
+    def open_from_broker(self, connection: str,
+                         positions: pd.DataFrame | Iterable[Mapping[str, Any]], *,
+                         accounts: Iterable[str] = (), fill_ids: Iterable[str] = (),
+                         read_at: datetime, actor: str | None = None) -> int | None:
+        """Open a fresh connection's book from its broker: adopt `positions` (rows of
+        `connection`; every account in `accounts` is adopted, with or without positions) and
+        `fill_ids` as `adopt_positions` does, audited with the reason `OPENING_REASON`; only
+        when the book holds nothing of `connection` yet (no order, fill, book position or
+        adoption). Decided in the transaction that writes it, so it happens once per
+        connection whatever the processes. Returns the positions written, or None when the
+        book was not fresh (or another process opened it first)."""
+        if not isinstance(connection, str) or not connection:
+            raise ValueError(f"open_from_broker needs a connection name, got {connection!r}")
+        actor = actor or current_actor()
+        now = _now()
+        rows = _records(positions)
+        stray = {r.get("connection") for r in rows} - {connection}
+        if stray:
+            raise SchemaError(f"open_from_broker({connection!r}): rows of other connections "
+                              f"{sorted(map(str, stray))}")
+        pairs = self._adoption_pairs(rows, [(connection, a) for a in accounts], now)
+        try:
+            with self.begin(lock="positions") as conn:
+                if not is_fresh(conn, connection):
+                    return None
+                return self._adopt(conn, pairs, {connection: fill_ids},
+                                   _to_time(read_at) or now, actor, OPENING_REASON, now,
+                                   opening=True)
+        except sa.exc.IntegrityError:  # another process's opening committed first
+            return None
+
+    def opening_needed(self, connection: str) -> bool:
+        """True while the book holds nothing of `connection` (no order, fill, book position
+        or adoption): `open_from_broker` would open it."""
+        with self.connect() as conn:
+            return is_fresh(conn, connection)
+
+    def adopted_through(self, connection: str) -> datetime | None:
+        """When the newest adoption of `connection` read its broker: fills executed before
+        it are inside the book's positions (None: never adopted)."""
+        with self.connect() as conn:
+            return latest_read_at(conn, connection)
+
+    def adoptions_frame(self) -> pd.DataFrame:
+        """Every adoption of a broker's positions, oldest first (`opening` names the
+        connection on the adoption that opened a fresh book)."""
+        a = t.book_adoptions
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(a).order_by(a.c.id)).all()
+        return _frame(a.columns, rows)
+
+    @staticmethod
+    def _adoption_pairs(positions: pd.DataFrame | Iterable[Mapping[str, Any]],
+                        accounts: Iterable[tuple[str, str]], now: datetime
+                        ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The rows to adopt per (connection, account), checked and converted."""
         pairs: dict[tuple[str, str], list[dict[str, Any]]] = {
             (c, a or ""): [] for c, a in accounts}
         for i, row in enumerate(_records(positions)):
@@ -1188,24 +1266,35 @@ class Book:
             if values["quantity"] != 0:
                 pairs[(values["connection"], values["account"])].append(
                     dict.fromkeys(_CONVERT["book_positions"]) | values)
+        return pairs
+
+    def _adopt(self, conn: Connection, pairs: Mapping[tuple[str, str], list[dict[str, Any]]],
+               fill_ids: Mapping[str, Iterable[str]], read_at: datetime, actor: str,
+               reason: str, now: datetime, *, opening: bool) -> int:
+        """Replace the book's positions of each (connection, account) of `pairs`, with one
+        audit row each, and record one adoption per connection with its fill watermark."""
         p = t.book_positions.c
         written = 0
-        with self.begin(lock="positions") as conn:
-            for (connection, account), rows in pairs.items():
-                where = (p.connection == connection, p.account == account)
-                before = conn.execute(sa.select(p.instrument, p.quantity, p.avg_cost)
-                                      .where(*where)).all()
-                conn.execute(t.book_positions.delete().where(*where))
-                if rows:
-                    conn.execute(t.book_positions.insert(), rows)
-                written += len(rows)
-                self._audit(conn, "adopt_positions", f"{connection}/{account}", {
-                    "reason": reason,
-                    "before": [{"instrument": r.instrument, "quantity": r.quantity,
-                                "avg_cost": r.avg_cost} for r in before],
-                    "after": [{"instrument": r["instrument"], "quantity": r["quantity"],
-                               "avg_cost": r["avg_cost"]} for r in rows],
-                }, f"adopted {len(rows)} positions", actor, now)
+        for connection in sorted({c for c, _ in pairs} | set(fill_ids)):
+            ids = list(fill_ids.get(connection, ()))
+            record_adoption(conn, connection, fill_ids=ids, read_at=read_at, adopted_at=now,
+                            actor=actor, reason=reason, opening=opening)
+        for (connection, account), rows in pairs.items():
+            where = (p.connection == connection, p.account == account)
+            before = conn.execute(sa.select(p.instrument, p.quantity, p.avg_cost)
+                                  .where(*where)).all()
+            conn.execute(t.book_positions.delete().where(*where))
+            if rows:
+                conn.execute(t.book_positions.insert(), rows)
+            written += len(rows)
+            self._audit(conn, "adopt_positions", f"{connection}/{account}", {
+                "reason": reason, "opening": opening, "read_at": read_at,
+                "fills_at_broker": len(set(fill_ids.get(connection, ()))),
+                "before": [{"instrument": r.instrument, "quantity": r.quantity,
+                            "avg_cost": r.avg_cost} for r in before],
+                "after": [{"instrument": r["instrument"], "quantity": r["quantity"],
+                           "avg_cost": r["avg_cost"]} for r in rows],
+            }, f"adopted {len(rows)} positions", actor, now)
         return written
 
     def correct_positions(self, positions: pd.DataFrame | Iterable[Mapping[str, Any]],

@@ -21,7 +21,9 @@ __all__ = [
     "OPEN_JOURNAL_STATUSES",
     "TRADING_STATES",
     "UtcDateTime",
+    "adopted_fills",
     "audit_log",
+    "book_adoptions",
     "book_positions",
     "broker_position_snapshots",
     "fills",
@@ -149,6 +151,33 @@ book_positions = sa.Table(
     sa.Column("currency", sa.String),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("source", sa.String, nullable=False),  # 'fills' | 'adoption': what last set it
+)
+
+#: Every adoption of a connection's positions from its broker. `opening` is the connection's
+#: name on the one adoption that opened a fresh book (unique: decided once, whichever process
+#: gets there first), NULL on adoptions asked for by a person. `read_at` is when the broker's
+#: positions and fills were read: fills executed before it are in the adopted quantities.
+book_adoptions = sa.Table(
+    "book_adoptions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("connection", sa.String, nullable=False),
+    sa.Column("opening", sa.String, unique=True),
+    sa.Column("read_at", UtcDateTime, nullable=False),
+    sa.Column("adopted_at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("fill_count", sa.Integer, nullable=False),  # fills at the broker when read
+    sa.Index(None, "connection"),
+)
+
+#: The fills a broker already held when its positions were adopted (the adoption's fill
+#: watermark): part of the adopted quantities, so never applied to the book's positions.
+adopted_fills = sa.Table(
+    "adopted_fills", metadata,
+    sa.Column("connection", sa.String, primary_key=True),
+    sa.Column("fill_id", sa.String, primary_key=True),
+    sa.Column("adoption_id", sa.Integer, sa.ForeignKey("book_adoptions.id",
+                                                       ondelete="CASCADE"), nullable=False),
 )
 
 broker_position_snapshots = sa.Table(

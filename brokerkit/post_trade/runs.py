@@ -1,11 +1,16 @@
 """Reconciliation runs: read every broker, compare with the book, store the result, and sync.
 
-`Reconciler.run()` reads positions, open orders and recent fills from every connection at once,
-compares them with the book's positions (`reconcile.reconcile`), and stores the run with its
-rows in the book. A connection that could not be read yields UNKNOWN rows, never "flat".
+`Reconciler.run()` reads positions and open orders from every connection at once, pulls each
+trading connection's new fills into the book (so the book is current: a fill executed after the
+broker's snapshot explains its difference), compares the book's positions with the brokers'
+(`reconcile.reconcile`), and stores the run with its rows in the book. A connection that could
+not be read, or whose fills could not be pulled, yields UNKNOWN rows, never "flat" nor a break
+that a sync would wrongly settle. With `[book] open_from_brokers = true`, a connection the book
+holds nothing of is first opened from its broker's positions (`brokerkit.book.feed`), so a
+fresh book reconciles clean.
 `Reconciler.sync(run_id, rows, reason)` adopts the broker's view for the chosen rows, writing a
 book correction and an audit row for each; `adopt(connection, reason)` opens a book from a
-broker's positions. The next run then matches.
+broker's positions (and the fills inside them, never applied again). The next run then matches.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .. import frames, runtime
+from ..book.feed import BrokerFeed
+from ..errors import AdapterError
 from .reconcile import UNEXPLAINED, reconcile
 
 if TYPE_CHECKING:
@@ -73,17 +80,27 @@ class Reconciler(runtime.Bridged):
 
             book = open_book(brokerage.settings.book_url)
         self.brokerage, self.book, self.tolerances = brokerage, book, tolerances
+        self.feed = BrokerFeed(book, brokerage)
 
     async def _read(self, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The broker's positions and orders, then its new fills pulled into the book: a fill
+        executed after the snapshot is then in the book and explains its difference."""
         adapter = await self.brokerage.connected_adapter_async(name)
         positions, orders = await asyncio.gather(adapter.positions_async(),
                                                  adapter.orders_async())
+        if adapter.capabilities.trading:
+            try:
+                await self.feed.pull_async(name)
+            except Exception as exc:  # compared with a stale book, a break would mislead
+                raise AdapterError(name, f"its fills could not be pulled into the book, so "
+                                         f"the book is not current: {exc}") from exc
         return positions, orders
 
     async def run_async(self, connections: Sequence[str] | None = None) -> ReconciliationRun:
         """Compare the book with every connection (or those named) and store the run."""
         started = datetime.now(UTC)
         names = list(connections) if connections else self.brokerage.connections
+        await self.feed.open_async(names)  # a fresh book: from the brokers' positions
         results = await asyncio.gather(
             *(asyncio.wait_for(self._read(n), self.brokerage.call_timeout) for n in names),
             return_exceptions=True)
@@ -150,10 +167,17 @@ class Reconciler(runtime.Bridged):
         return self.book.correct_positions(corrections, actor,
                                            f"reconciliation {run_id}: {reason}")
 
-    def adopt(self, connection: str, *, reason: str, actor: str | None = None) -> int:
-        """Open (or reset) the book of `connection` from the broker's positions, audited."""
-        adapter = self.brokerage.adapter(connection)
-        runtime.run(self.brokerage.connected_adapter_async(connection))
-        positions = adapter.positions()
+    async def adopt_async(self, connection: str, *, reason: str, actor: str | None = None
+                          ) -> int:
+        """Open (or reset) the book of `connection` from the broker's positions, audited.
+        The fills the broker holds are inside those quantities: a later pull never applies
+        them again. Returns the positions written."""
+        adapter = await self.brokerage.connected_adapter_async(connection)
+        positions, fill_ids, read_at = await BrokerFeed.read_broker_async(adapter)
         accounts = [(connection, a) for a in adapter.accounts]
-        return self.book.adopt_positions(positions, actor, reason, accounts=accounts)
+        return await asyncio.to_thread(self.book.adopt_positions, positions, actor, reason,
+                                       accounts=accounts, fill_ids={connection: fill_ids},
+                                       read_at=read_at)
+
+    def adopt(self, connection: str, *, reason: str, actor: str | None = None) -> int:
+        return runtime.run(self.adopt_async(connection, reason=reason, actor=actor))

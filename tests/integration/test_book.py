@@ -494,6 +494,63 @@ def test_adopt_positions_replaces_book_positions_and_writes_audit_rows(book):
         book.adopt_positions(broker, "ops", "")
 
 
+def aapl(quantity: float, connection: str = "paper") -> dict:
+    return {"connection": connection, "account": "PA1", "instrument": "STK:AAPL",
+            "symbol": "AAPL", "asset_class": "equity", "quantity": quantity, "avg_cost": 10.0,
+            "currency": "USD"}
+
+
+def test_a_fill_inside_an_adopted_position_is_never_applied_again(book):
+    book.adopt_positions([aapl(100)], "ops", "open the book", fill_ids={"paper": ["f1"]},
+                         read_at=T0 + timedelta(minutes=5))
+    # a pull from the beginning brings f1 (before the adoption) and f2 (after it)
+    assert book.record_fills([fill("f1", "buy", 100, 10.0, 1),
+                              fill("f2", "buy", 5, 10.0, 6)]) == 1
+    assert position(book) == (105.0, 10.0)
+    assert list(book.fills_frame()["fill_id"]) == ["f2"]
+    assert book.record_fills([fill("f1", "buy", 100, 10.0, 1)]) == 0
+    assert book.adopted_through("paper") == T0 + timedelta(minutes=5)
+    assert book.adopted_through("alpaca") is None
+
+
+def test_a_fill_already_recorded_stays_out_of_a_later_adoptions_watermark(book):
+    book.record_fills([fill("f1", "buy", 100, 10.0, 1)])
+    book.adopt_positions([aapl(100)], "ops", "reset", fill_ids={"paper": ["f1", "f0"]})
+    adoption = book.adoptions_frame().iloc[0]
+    assert adoption["fill_count"] == 2 and pd.isna(adoption["opening"])
+    assert book.record_fills([fill("f0", "sell", 7, 10.0, 0)]) == 0  # inside the adoption
+    assert position(book) == (100.0, 10.0)
+
+
+def test_a_fresh_connection_opens_from_its_broker_once(book):
+    assert book.opening_needed("paper")
+    assert book.open_from_broker("paper", [aapl(120)], accounts=["PA1", "PA2"],
+                                 fill_ids=["f1"], read_at=T0, actor="ops") == 1
+    assert not book.opening_needed("paper")
+    assert book.open_from_broker("paper", [aapl(999)], read_at=T0) is None  # decided once
+    assert position(book) == (120.0, 10.0)
+    opening = book.adoptions_frame()
+    assert list(opening["opening"]) == ["paper"] and list(opening["actor"]) == ["ops"]
+    audit = book.audit_frame()
+    rows = audit[audit.action == "adopt_positions"]
+    assert sorted(rows.target) == ["paper/PA1", "paper/PA2"]
+    assert all('"reason": "opening positions of a fresh book"' in d for d in rows.details)
+    assert book.record_fills([fill("f1", "buy", 120, 10.0, 0)]) == 0
+
+
+def test_a_connection_with_history_in_the_book_is_never_opened_from_its_broker(book):
+    book.record_fills([fill("f1", "buy", 3, 10.0, 1)])
+    assert not book.opening_needed("paper")
+    assert book.open_from_broker("paper", [aapl(120)], read_at=T0) is None
+    assert position(book) == (3.0, 10.0)
+    book.journal_order({"client_order_id": "bk-1", "connection": "alpaca",
+                        "instrument": "STK:AAPL", "side": "buy", "order_type": "market"})
+    assert book.open_from_broker("alpaca", [aapl(1, "alpaca")], read_at=T0) is None
+    assert book.adoptions_frame().empty
+    with pytest.raises(SchemaError, match="other connections"):
+        book.open_from_broker("ibkr", [aapl(1)], read_at=T0)
+
+
 def test_latest_snapshot_returns_the_newest_snapshot_of_a_connection(book):
     rows = [{"connection": "paper", "account": "PA1", "instrument": "STK:AAPL",
              "symbol": "AAPL", "asset_class": "equity", "quantity": q, "avg_cost": 10.0,
