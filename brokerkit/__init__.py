@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionConfig": "brokerkit.config",
     "Settings": "brokerkit.config",
     "load_settings": "brokerkit.config",
+    "use_scratch_profile": "brokerkit.profile",
     "Secret": "brokerkit.secrets",
     "get_secret_store": "brokerkit.secrets",
     # errors
@@ -58,7 +59,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 _SUBMODULES = {"frames", "runtime", "sandbox", "adapters", "book", "execution", "post_trade",
-               "ui", "config", "model", "errors", "fx", "secrets", "service"}
+               "ui", "config", "model", "errors", "fx", "secrets", "service", "profile"}
 
 __all__ = [
     "AdapterError",
@@ -92,6 +93,7 @@ __all__ = [
     "open_book",
     "reset_brokerage_service",
     "reset_execution_service",
+    "use_scratch_profile",
 ]
 
 

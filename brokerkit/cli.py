@@ -7,29 +7,33 @@
     brokerkit secrets list [--json]  secret names and where they live, never values
     brokerkit secrets rotate NAME    replace a secret's value; connections using it reconnect
     brokerkit secrets delete NAME
-    brokerkit halt --reason TEXT     stop all new orders (and cancel open ones)
-    brokerkit reduce-only --reason T only orders that reduce a position pass
+    brokerkit halt --reason TEXT     stop all new orders; cancel every open order at every
+                                     connection (connecting them first), one line each
+    brokerkit reduce-only --reason T only orders that reduce a position pass; open orders
+                                     that would grow or flip a position are cancelled
     brokerkit resume --reason TEXT   back to ACTIVE
     brokerkit state [--json]         the trading state in force and its recent history
     brokerkit reconcile [--json]     book against brokers; exit 1 on unexplained breaks
     brokerkit reconcile --adopt CONN --reason T   open the book from a broker's positions
     brokerkit reconcile --sync RUN --reason T     adopt the broker's view for a run's breaks
-    brokerkit sandbox [--json]       serve the sandbox on loopback until interrupted
+    brokerkit sandbox [--json]       serve the user's sandbox in the foreground until interrupted
+    brokerkit sandbox start|stop|status|reset [--json] [--port P]
+                                     the sandbox as a background service (one per user)
     brokerkit serve [--host H] [--port P] [--show]   the dashboard (Panel), 127.0.0.1 by default
 
 Exit status: 0 on success, 1 when a command ran but found a problem (a connection down), 2 on
-bad usage or configuration.
+bad usage or configuration, 3 when `halt` or `reduce-only` changed the state (HALTED,
+REDUCING) but some open order may still be working: a connection could not be reached or
+listed, or a cancel failed (the lines starting with `!` name the connection and why).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from .errors import BrokerkitError, ConfigError
@@ -179,26 +183,53 @@ def cmd_state(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def cmd_halt(args: argparse.Namespace, out: IO[str]) -> int:
-    if args.cancel_open:
+#: Exit status of `halt` and `reduce-only` when the state changed but some open order may
+#: still be working: a connection could not be reached or listed, or a cancel failed.
+EXIT_INCOMPLETE = 3
+
+
+def _cancelling_killswitch(cancel_open: bool) -> Any:
+    ks = _killswitch()
+    if cancel_open:
         from .service import get_brokerage_service
 
-        ks = _killswitch()
         ks.brokerage = get_brokerage_service()
+    return ks
+
+
+def _report_cancels(report: Any, out: IO[str], as_json: bool) -> int:
+    """The state, then one line per connection; the exit status (0, or EXIT_INCOMPLETE)."""
+    if as_json:
+        _print_json(report.to_dict(), out)
     else:
-        ks = _killswitch()
-    report = ks.halt(args.reason, cancel_open=args.cancel_open)
-    _report_state(report.state, out, args.json)
-    if not args.json:
-        out.write(f"canceled {len(report.canceled)} open order(s)\n")
-        for name, err in report.errors.items():
-            out.write(f"! {name}: could not cancel open orders: {err}\n")
-    return 1 if report.errors else 0
+        _report_state(report.state, out, False)
+        for c in report.connections.values():
+            if c.skipped:
+                out.write(f"  {c.connection}: skipped ({c.skipped})\n")
+                continue
+            if c.error is not None:
+                out.write(f"! {c.connection}: could not cancel its open orders: {c.error}\n")
+                continue
+            kept = f", kept {len(c.kept)} reducing order(s)" if c.kept else ""
+            ids = ", ".join(o["order_id"] for o in c.canceled[:5]) + \
+                (" ..." if len(c.canceled) > 5 else "")
+            out.write(f"  {c.connection}: cancelled {len(c.canceled)} open order(s)"
+                      f"{f' ({ids})' if ids else ''}{kept}\n")
+            for order_id, why in c.failed.items():
+                out.write(f"! {c.connection}: order {order_id} is still open: {why}\n")
+    return 0 if report.complete else EXIT_INCOMPLETE
+
+
+def cmd_halt(args: argparse.Namespace, out: IO[str]) -> int:
+    report = _cancelling_killswitch(args.cancel_open).halt(args.reason,
+                                                           cancel_open=args.cancel_open)
+    return _report_cancels(report, out, args.json)
 
 
 def cmd_reduce_only(args: argparse.Namespace, out: IO[str]) -> int:
-    _report_state(_killswitch().reduce_only(args.reason).state, out, args.json)
-    return 0
+    report = _cancelling_killswitch(args.cancel_open).reduce_only(
+        args.reason, cancel_open=args.cancel_open)
+    return _report_cancels(report, out, args.json)
 
 
 def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
@@ -237,26 +268,47 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
-    from . import runtime
-    from .sandbox import get_sandbox
+    from .config import load_settings, sandbox_home
+    from .sandbox import service
 
-    sandbox = get_sandbox()
-    servers = runtime.run(sandbox.start_servers_async(
-        host=args.host, alpaca_rate_limit=args.alpaca_rate_limit or None))
-    info = {"servers": servers, "pid": os.getpid()}
-    if args.json:
-        _print_json(info, out)
+    home = Path(args.home) if args.home else sandbox_home()
+    opts = load_settings().sandbox  # [sandbox]: the options' defaults
+    port, seed = args.port or opts.get("port"), opts.get("seed", 0) if args.seed is None \
+        else args.seed
+    clock = args.clock or opts.get("clock", "always-open")
+    if args.action is None:  # the service itself, in the foreground
+        def ready(info: dict[str, Any]) -> None:
+            if args.json:
+                _print_json(info, out)
+            else:
+                for name, s in info["servers"].items():
+                    out.write(f"{name:<12} {s.get('url')}\n")
+                out.write(f"serving the sandbox of {home} until interrupted (Ctrl-C)\n")
+            out.flush()
+
+        return service.serve(home, host=args.host, port=port, seed=seed, clock=clock,
+                             alpaca_rate_limit=args.alpaca_rate_limit or None, ready=ready)
+    if args.action == "start":
+        info = service.ensure_running(home, port=port, seed=seed, clock=clock)
+        report: dict[str, Any] = {"running": True, **info}
+    elif args.action == "stop":
+        report = {"running": False, "stopped": service.stop(home) is not None}
+    elif args.action == "reset":
+        report = {"running": False, "reset": True, "was_running": service.reset(home)}
     else:
-        for name, s in servers.items():
-            out.write(f"{name:<12} {s.get('url') or s.get('address')}\n")
-        out.write("serving until interrupted (Ctrl-C)\n")
-    out.flush()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    runtime.run(sandbox.stop_servers_async())
+        report = service.status(home)
+    if args.json:
+        _print_json(report, out)
+    elif report.get("running"):
+        out.write(f"sandbox running (pid {report['pid']}, clock {report['clock']}, "
+                  f"home {home})\n")
+        for name, s in report["servers"].items():
+            out.write(f"  {name:<10} {s.get('url')}\n")
+    else:
+        what = {"stop": "stopped" if report.get("stopped") else "was not running",
+                "reset": "state forgotten" + (" (it was stopped)" if report.get("was_running")
+                                              else "")}.get(args.action, "not running")
+        out.write(f"sandbox {what} (home {home})\n")
     return 0
 
 
@@ -293,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("reduce-only", help="only orders that reduce a position pass")
     sp.add_argument("--reason", required=True)
+    sp.add_argument("--no-cancel-open", dest="cancel_open", action="store_false",
+                    help="leave open orders that would grow a position working (default: "
+                         "cancel them)")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("resume", help="back to ACTIVE trading")
     sp.add_argument("--reason", required=True)
@@ -315,10 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_arguments(sp)
 
-    sp = sub.add_parser("sandbox", help="serve the sandbox brokers on loopback")
+    sp = sub.add_parser("sandbox", help="the local sandbox brokers: serve, start, stop, status, "
+                                        "reset")
+    sp.add_argument("action", nargs="?", choices=("start", "stop", "status", "reset"),
+                    help="start: in the background unless running; stop; status; reset: forget "
+                         "its orders and fills. Without one: serve in the foreground")
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object (servers, addresses, demo credentials) first")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=None,
+                    help="the control server's port; the others follow it (default: free ports)")
+    sp.add_argument("--seed", type=int, default=None, help="the market's seed (default 0)")
+    sp.add_argument("--clock", choices=("always-open", "exchange"), default=None,
+                    help="always-open (default) or exchange: real sessions and holidays")
+    sp.add_argument("--home", help="the sandbox's directory (default: <user data dir>/sandbox)")
     sp.add_argument("--alpaca-rate-limit", type=int, default=200, metavar="N",
                     help="the Alpaca server's requests per minute (0: no limit; default 200)")
     return p

@@ -43,6 +43,7 @@ __all__ = [
     "default_book_url",
     "find_config",
     "load_settings",
+    "sandbox_home",
     "user_config_dir",
     "user_data_dir",
 ]
@@ -77,6 +78,11 @@ def user_data_dir() -> Path:
     return Path(os.environ.get("BROKERKIT_DATA_DIR") or udd("brokerkit", appauthor=False))
 
 
+def sandbox_home() -> Path:
+    """Where the user's sandbox service keeps its run file and state."""
+    return user_data_dir() / "sandbox"
+
+
 def default_book_url() -> str:
     return f"sqlite:///{user_data_dir() / 'book.db'}"
 
@@ -109,17 +115,27 @@ class Settings:
     source: Path | None = None
     base_currency: str = "USD"
     book_url: str = ""
+    #: Open a fresh book from the brokers' positions at first use (an audited adoption), so the
+    #: first reconciliation is clean: `[book] open_from_brokers = true`. The embedded profile
+    #: sets it, since its brokers start with the sandbox's opening positions.
+    book_open_from_brokers: bool = False
     connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
     fx_rates: Mapping[str, float] = field(default_factory=dict)
     risk: Mapping[str, Any] = field(default_factory=dict)
     routing: Mapping[str, Any] = field(default_factory=dict)
+    #: `[sandbox]`: how the embedded profile starts the user's sandbox (port, seed, clock)
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     serve: Mapping[str, Any] = field(default_factory=dict)
+    #: The profile these settings came from: "" (a configuration file) or "embedded" (no
+    #: connections configured: the user's sandbox service, `brokerkit.profile`).
+    profile: str = ""
+    #: Secrets the profile itself provides (the sandbox's demo credentials), by name.
+    profile_secrets: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def embedded(self) -> bool:
         """True when nothing is configured: brokerkit runs on its embedded sandbox."""
-        return not self.connections
+        return self.profile == "embedded" or not self.connections
 
 
 def find_config() -> Path | None:
@@ -191,8 +207,9 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
         raise r.fail("base_currency", f"is {base!r}", "a 3-letter currency code like 'USD'")
 
     book = r.table(data, "book")
-    r.known(book, "book", {"url"})
+    r.known(book, "book", {"url", "open_from_brokers"})
     book_url = r.typed(book, "book.url", str, "", "a SQLAlchemy URL string")
+    open_from_brokers = r.typed(book, "book.open_from_brokers", bool, False, "true or false")
     book_url = os.environ.get("BROKERKIT_DATABASE_URL") or book_url or default_book_url()
 
     conns: dict[str, ConnectionConfig] = {}
@@ -235,8 +252,19 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
             raise r.fail(f"fx.rates.{pair}", f"is {value!r}", "a positive number")
         rates[pair] = float(value)
 
+    sandbox = r.table(data, "sandbox")
+    r.known(sandbox, "sandbox", {"port", "seed", "clock"})
+    port = r.typed(sandbox, "sandbox.port", int, 0, "a TCP port number")
+    if port and not 0 < port < 65530:
+        raise r.fail("sandbox.port", f"is {port!r}", "a TCP port number")
+    r.typed(sandbox, "sandbox.seed", int, 0, "an integer")
+    clock = r.typed(sandbox, "sandbox.clock", str, "always-open", "'always-open' or 'exchange'")
+    if clock not in ("always-open", "exchange"):
+        raise r.fail("sandbox.clock", f"is {clock!r}", "'always-open' or 'exchange'")
+
     return Settings(
-        source=path, base_currency=base, book_url=book_url, connections=conns, fx_rates=rates,
+        source=path, base_currency=base, book_url=book_url,
+        book_open_from_brokers=open_from_brokers, connections=conns, fx_rates=rates,
         risk=r.table(data, "risk"), routing=r.table(data, "routing"),
-        sandbox=r.table(data, "sandbox"), serve=r.table(data, "serve"),
+        sandbox=sandbox, serve=r.table(data, "serve"),
     )

@@ -34,8 +34,9 @@ class FxRates:
     def __init__(self, pairs: Mapping[str, float] | None = None,
                  source: RateSource | None = None, pivot: str = "USD") -> None:
         self._pairs: dict[tuple[str, str], float] = {}
-        for pair, rate in (pairs or {}).items():
-            self._pairs[(pair[:3].upper(), pair[3:].upper())] = float(rate)
+        for pair, rate in (pairs or {}).items():  # "EURUSD", or "USDT/USD" for longer codes
+            a, b = pair.split("/", 1) if "/" in pair else (pair[:3], pair[3:])
+            self._pairs[(a.upper(), b.upper())] = float(rate)
         self._source = source
         self._pivot = pivot
 

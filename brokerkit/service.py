@@ -76,19 +76,16 @@ class BrokerageService(runtime.Bridged):
 
     def __init__(self, settings: Settings | None = None, *, call_timeout: float = CALL_TIMEOUT
                  ) -> None:
-        self.settings = settings if settings is not None else load_settings()
+        from .profile import apply_profile
+
+        self.settings = apply_profile(settings if settings is not None else load_settings())
         self.call_timeout = call_timeout
         self.base_currency = self.settings.base_currency
-        configs = dict(self.settings.connections)
-        if not configs:
-            from .sandbox import embedded_connections
-
-            configs = dict(embedded_connections())
         self._entries: dict[str, _Entry] = {}
-        for name, cfg in configs.items():
+        for name, cfg in self.settings.connections.items():
             if cfg.enabled:
                 self._entries[name] = self._make_entry(cfg)
-        self.fx = FxRates(self.settings.fx_rates, source=self._fx_source)
+        self.fx = FxRates(self.settings.fx_rates)
         self._unsubscribe: Callable[[], None] | None = None
         if any(e.config.secrets for e in self._entries.values()):
             from .secrets import get_secret_store
@@ -121,27 +118,18 @@ class BrokerageService(runtime.Bridged):
         adapter.health = health
         return _Entry(cfg, adapter, health, institution)
 
-    @staticmethod
-    def _resolve_secrets(cfg: ConnectionConfig) -> dict[str, Any]:
+    def _resolve_secrets(self, cfg: ConnectionConfig) -> dict[str, Any]:
+        """The connection's secrets by option: the profile's own first, then the store."""
         if not cfg.secrets:
             return {}
-        from .secrets import get_secret_store
+        own = self.settings.profile_secrets
+        found = {opt: own[name] for opt, name in cfg.secrets.items() if name in own}
+        rest = {opt: name for opt, name in cfg.secrets.items() if opt not in found}
+        if rest:
+            from .secrets import get_secret_store
 
-        return get_secret_store().resolve(cfg.secrets)
-
-    def _fx_source(self, a: str, b: str) -> float | None:
-        """Live rates from the sandbox market, used only when a sandbox connection is in use
-        (real brokers' views are never converted at simulated rates)."""
-        if not self._uses_sandbox:
-            return None
-        from .sandbox import get_sandbox
-
-        return get_sandbox().market.fx_rate(a, b)
-
-    @property
-    def _uses_sandbox(self) -> bool:
-        return any(e.config.type == "paper" or e.config.option("sandbox", False)
-                   for e in self._entries.values())
+            found.update(get_secret_store().resolve(rest))
+        return found
 
     # -- access ---------------------------------------------------------------------------
     @property
@@ -164,6 +152,9 @@ class BrokerageService(runtime.Bridged):
         if entry is None:
             raise UnknownConnection(name, self.connections)
         return await self._ensure_connected(entry)
+
+    def connected_adapter(self, name: str) -> Adapter:
+        return runtime.run(self.connected_adapter_async(name))
 
     def health(self, name: str) -> Health:
         entry = self._entries.get(name)

@@ -30,6 +30,12 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("BROKERKIT_DATABASE_URL", raising=False)
     monkeypatch.delenv("SYSTEM_HALTED", raising=False)
     monkeypatch.chdir(home)
+    yield
+    # a test that used the embedded profile started the sandbox service of its data dir:
+    # it outlives processes by design, so the test stops it
+    from brokerkit.sandbox import service
+
+    service.stop(home / "data" / "sandbox")
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +71,30 @@ def fresh_sandbox():
     seed = next(_sandbox_seeds)
     yield get_sandbox(seed)
     reset_sandbox(seed)
+
+
+@pytest.fixture
+def embedded_sandbox(fresh_sandbox):
+    """`fresh_sandbox`, served by this process as the user's sandbox service: the embedded
+    profile (nothing configured) of this test, and of any process it starts, connects to it,
+    while the test reaches its brokers' state directly (`embedded_sandbox.broker("paper")`)."""
+    import os
+    from pathlib import Path
+
+    from brokerkit.sandbox import service
+
+    with service.hosted(Path(os.environ["BROKERKIT_DATA_DIR"]) / "sandbox", fresh_sandbox):
+        yield fresh_sandbox
+
+
+@pytest.fixture
+def paper_url(fresh_sandbox):
+    """The URL of `fresh_sandbox`'s paper server, on a real loopback socket: connections of
+    type "paper" take `options={"url": paper_url, "broker": name}`, and tests reach the
+    broker's state (and set its faults) through `fresh_sandbox.broker(name)`."""
+    servers = fresh_sandbox.start_servers()
+    yield servers["paper"]["url"]
+    fresh_sandbox.stop_servers()
 
 
 @pytest.fixture

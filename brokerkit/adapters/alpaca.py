@@ -9,8 +9,6 @@ Options (`ConnectionConfig.options`):
 paper           true (default): paper trading endpoints; false: live
 url             trading base URL override (e.g. the sandbox's); no trailing slash
 data_url        market-data base URL override (default: `url` when given)
-sandbox         true: with no `url`, use this process's running Alpaca sandbox server (and its
-                demo keys when no secrets are configured)
 timeout         seconds an HTTP request may take (default 10); a submit that times out raises
                 `SubmitUncertain`
 rate_limit      false, or { requests = N, per_seconds = S }: replaces Alpaca's 200/min as the
@@ -32,8 +30,9 @@ under rate pressure, balances, positions, fills and the clock are served from th
 answer (at most `STALE_READ_S` old) rather than spend a request an order needs, and a submit
 that would wait more than `SUBMIT_WAIT_MAX` for a slot is refused unsent.
 
-Alpaca's order rules are data here (`NOTIONAL_ORDER_TYPES`, `FRACTIONAL_ORDER_TYPES`...),
-checked pre-trade by `check_intent` and enforced by the Alpaca sandbox server.
+Alpaca's order rules are data in `brokerkit.venues.alpaca` (`NOTIONAL_ORDER_TYPES`,
+`FRACTIONAL_ORDER_TYPES`, `MIN_NOTIONAL`...), checked pre-trade by `check_intent`; the Alpaca
+sandbox server enforces the same facts with its own code.
 """
 
 from __future__ import annotations
@@ -57,9 +56,9 @@ from ..model import (
     OrderIntent,
     OrderStatus,
     OrderType,
-    TimeInForce,
     Violation,
 )
+from ..venues import alpaca as venue
 from .base import Adapter, BrokerOrder, Capabilities, Options
 
 if TYPE_CHECKING:
@@ -82,20 +81,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-# -- Alpaca's order rules (alpaca docs, shared/reference/http-apis.md §1.5) ------------------
-#: Order types that take a notional (dollar) amount instead of a quantity.
-NOTIONAL_ORDER_TYPES = frozenset({OrderType.MARKET})
-#: Order types that take fractional quantities (equities).
-FRACTIONAL_ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP,
-                                    OrderType.STOP_LIMIT})
-#: Times in force allowed for fractional and notional equity orders.
-FRACTIONAL_TIME_IN_FORCE = frozenset({TimeInForce.DAY})
-#: Extended-hours equity orders: limit orders, day only.
-EXTENDED_HOURS_ORDER_TYPES = frozenset({OrderType.LIMIT})
-EXTENDED_HOURS_TIME_IN_FORCE = frozenset({TimeInForce.DAY})
-#: Crypto orders: these types and times in force.
-CRYPTO_ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT})
-CRYPTO_TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+# -- Alpaca's order rules: data in brokerkit.venues.alpaca, each with its source ---------------
+NOTIONAL_ORDER_TYPES = venue.NOTIONAL_ORDER_TYPES
+FRACTIONAL_ORDER_TYPES = venue.FRACTIONAL_ORDER_TYPES
+FRACTIONAL_TIME_IN_FORCE = venue.FRACTIONAL_TIME_IN_FORCE
+EXTENDED_HOURS_ORDER_TYPES = venue.EXTENDED_HOURS_ORDER_TYPES
+EXTENDED_HOURS_TIME_IN_FORCE = venue.EXTENDED_HOURS_TIME_IN_FORCE
+CRYPTO_ORDER_TYPES = venue.CRYPTO_ORDER_TYPES
+CRYPTO_TIME_IN_FORCE = venue.CRYPTO_TIME_IN_FORCE
 
 #: Seconds balances and positions may be served from their last answer under rate pressure.
 STALE_READ_S = 60.0
@@ -107,8 +100,11 @@ SUBMIT_WAIT_MAX = 5.0
 #: Fills of at most this many unknown orders look those orders up one by one; more, and the
 #: adapter lists the latest 500 orders once.
 ORDER_LOOKUPS_MAX = 5
+#: Orders per page of `GET /v2/orders`: Alpaca's maximum `limit` (Alpaca API reference, "Get
+#: All Orders": "Defaults to 50 and max is 500"; alpaca-py `GetOrdersRequest`).
+ORDERS_PAGE = 500
 
-_OPTIONS = {"paper", "url", "data_url", "sandbox", "timeout", "rate_limit", "request_limit"}
+_OPTIONS = {"paper", "url", "data_url", "timeout", "rate_limit", "request_limit"}
 _NY = ZoneInfo("America/New_York")
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 _STATUS: dict[str, OrderStatus] = {
@@ -182,7 +178,6 @@ class AlpacaAdapter(Adapter):
         opts = Options(config, _OPTIONS)
         fail, where = opts.fail, opts.where
         self._paper = opts.flag("paper", True)
-        self._sandbox = opts.flag("sandbox", False)
         for key in ("url", "data_url"):
             value = opts.get(key)
             if value is not None and not (isinstance(value, str) and _is_url(value)):
@@ -194,7 +189,7 @@ class AlpacaAdapter(Adapter):
             raise fail("timeout", timeout, "a number of seconds > 0")
         self._timeout = float(timeout)
         missing = [k for k in ("api_key", "secret_key") if k not in self.secrets]
-        if missing and not (self._sandbox and self._url is None):
+        if missing:
             raise ConfigError(f"secret {missing[0]!r} is not configured",
                               key=f"connections.{config.name}.secrets.{missing[0]}",
                               expected="the name of a secret in the store")
@@ -246,17 +241,6 @@ class AlpacaAdapter(Adapter):
         keys: tuple[str, str] | None = None
         if "api_key" in self.secrets and "secret_key" in self.secrets:
             keys = (self.secrets["api_key"].reveal(), self.secrets["secret_key"].reveal())
-        if self._sandbox and url is None:
-            from ..sandbox import get_sandbox
-
-            info = await get_sandbox().server_async("alpaca")
-            if info is None:
-                raise ConnectionDown(self.name, "connect failed: the sandbox runs no Alpaca "
-                                                "server (option sandbox = true)")
-            url = data_url = str(info["url"])
-            if keys is None:
-                creds = info["credentials"]
-                keys = (str(creds["key_id"]), str(creds["secret_key"]))
         assert keys is not None  # checked in __init__
         return url, data_url, keys
 
@@ -342,6 +326,40 @@ class AlpacaAdapter(Adapter):
         """The account's orders, open and closed (Alpaca's latest 500), oldest first."""
         got = await self._all_orders()
         return frames.make(frames.ORDERS, [self._order_row(o) for o in reversed(got)],
+                           connection=self.name)
+
+    async def open_orders_async(self) -> pd.DataFrame:
+        """Every open order of the account, from all pages, oldest first.
+
+        `GET /v2/orders?status=open` answers at most `ORDERS_PAGE` orders, newest first; the
+        next page asks `until` the oldest `submitted_at` seen. `until` is exclusive, and
+        orders may share a timestamp, so each page asks from a microsecond after it and
+        drops the orders it already has (Alpaca's own recipe: alpaca.markets/learn-api/
+        get-all-orders). A page that brings no older order raises rather than loop."""
+        from alpaca.common.enums import Sort
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        seen: dict[str, Any] = {}
+        until: datetime | None = None
+        while True:
+            req = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=ORDERS_PAGE,
+                                   direction=Sort.DESC, nested=False, until=until)
+            page = await self._call(self._trading.get_orders, req)
+            for o in page:
+                self._coids[str(o.id)] = o.client_order_id
+                seen.setdefault(str(o.id), o)
+            if len(page) < ORDERS_PAGE:
+                break
+            oldest = min(o.submitted_at for o in page)
+            nxt = oldest + timedelta(microseconds=1)
+            if until is not None and nxt >= until:
+                raise AdapterError(self.name, f"more than {ORDERS_PAGE} open orders were "
+                                              f"submitted at {oldest.isoformat()}: they cannot "
+                                              f"be listed page by page")
+            until = nxt
+        got = sorted(seen.values(), key=lambda o: (o.submitted_at, str(o.id)))
+        return frames.make(frames.ORDERS, [self._order_row(o) for o in got],
                            connection=self.name)
 
     async def _all_orders(self) -> list[Any]:
@@ -495,9 +513,9 @@ class AlpacaAdapter(Adapter):
     # -- trading --------------------------------------------------------------------------
     def check_intent(self, intent: OrderIntent, instrument: Mapping[str, Any] | None
                      ) -> list[Violation]:
-        """The base rules plus Alpaca's: fractional and notional orders (fractionable asset,
-        market/limit/stop types, day only), extended hours (limit day orders), crypto types
-        and times in force."""
+        """The base rules plus Alpaca's (`brokerkit.venues.alpaca`): fractional and notional
+        orders (fractionable asset, market/limit/stop types, day only, notional at least $1),
+        extended hours (limit day orders), crypto types and times in force."""
         out = super().check_intent(intent, instrument)
         crypto = intent.asset_class is AssetClass.CRYPTO or "/" in intent.symbol or (
             instrument is not None and instrument.get("asset_class") == "crypto")
@@ -515,6 +533,9 @@ class AlpacaAdapter(Adapter):
                                       or tif not in EXTENDED_HOURS_TIME_IN_FORCE):
             out.append(Violation("UNSUPPORTED_ORDER", f"Alpaca takes extended-hours orders "
                                  f"only as day limit orders, not {otype.value} {tif.value}"))
+        if intent.notional is not None and intent.notional < venue.MIN_NOTIONAL:
+            out.append(Violation("UNSUPPORTED_ORDER", f"Alpaca takes notional orders of at "
+                                 f"least ${venue.MIN_NOTIONAL}, not ${intent.notional}"))
         fractional = intent.notional is not None or (
             intent.quantity is not None and intent.quantity % 1 != 0)
         if not fractional:
@@ -597,6 +618,32 @@ class AlpacaAdapter(Adapter):
         order = await self._call(self._trading.get_order_by_id, order_id)
         ack = self._broker_order(order)
         return replace(ack, reason=reason) if reason else ack
+
+    async def cancel_all_async(self) -> list[BrokerOrder]:
+        """Cancel every open order with one `DELETE /v2/orders`: Alpaca answers 207 with one
+        entry per open order, HTTP 200 when its cancel was taken, else the failure (500 when
+        the order can no longer be canceled) (Alpaca API reference, "Delete All Orders";
+        shared/reference/http-apis.md, CancelOrderResponse). `body` is the order, or the
+        error of an entry that failed."""
+        if not self.capabilities.trading:
+            raise self._read_only("cancel")
+        answers = await self._call(self._trading.cancel_orders, operation="cancel")
+        out: list[BrokerOrder] = []
+        for a in answers:
+            body = a.body if isinstance(a.body, Mapping) else {}
+            order_id = str(a.id)
+            state = _STATUS.get(str(body.get("status", "")), OrderStatus.ACCEPTED)
+            if a.status == 200 and state.is_open:
+                state = OrderStatus.CANCELED  # the cancel was taken
+            out.append(BrokerOrder(
+                order_id=order_id,
+                client_order_id=str(body.get("client_order_id")
+                                    or self._coids.get(order_id, "")),
+                account=self._account or "", status=state,
+                reason="" if a.status == 200 else
+                f"{body.get('message') or 'cancel refused'} (HTTP {a.status})",
+                raw={"answer": a}))
+        return out
 
     async def lookup_async(self, client_order_id: str) -> BrokerOrder | None:
         """The order placed with `client_order_id`, or None when Alpaca has none (404)."""

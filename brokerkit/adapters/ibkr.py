@@ -9,7 +9,6 @@ host            TWS/Gateway host (default 127.0.0.1)
 port            its API port (default 7497, TWS paper; IB Gateway paper is 4002)
 client_id       the API client id (default: a stable number from the connection's name);
                 if it is taken, the next free ids are tried
-sandbox         true: with no `port`, use this process's sandbox TWS gateway (started on demand)
 account         the account whose values and portfolio are streamed (default: the only one)
 timeout         seconds for connecting and for each request (default 4)
 reconnect       true (default): after a lost connection, reconnect with backoff
@@ -41,7 +40,7 @@ import re
 import weakref
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -55,9 +54,9 @@ from ..model import (
     OrderStatus,
     OrderType,
     Side,
-    TimeInForce,
     Violation,
 )
+from ..venues import ibkr as venue
 from .base import Adapter, BrokerOrder, Capabilities, Options
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ log = logging.getLogger(__name__)
 # its results. A handler configured by the application still receives them.
 logging.getLogger("ib_async").addHandler(logging.NullHandler())
 
-_OPTIONS = {"host", "port", "client_id", "sandbox", "account", "timeout", "reconnect",
+_OPTIONS = {"host", "port", "client_id", "account", "timeout", "reconnect",
             "fill_wait", "rate_limit"}
 DEFAULT_PORT = 7497
 DEFAULT_TIMEOUT = 4.0
@@ -99,11 +98,10 @@ CURRENCY_TZ = {"USD": "America/New_York", "EUR": "Europe/Berlin", "GBP": "Europe
                "JPY": "Asia/Tokyo", "HKD": "Asia/Hong_Kong", "CAD": "America/Toronto",
                "CHF": "Europe/Zurich", "AUD": "Australia/Sydney"}
 
-_ORDER_TYPE = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP",
-               OrderType.STOP_LIMIT: "STP LMT", OrderType.TRAILING_STOP: "TRAIL"}
+# IB's order type and time-in-force codes: data in brokerkit.venues.ibkr, with their sources
+_ORDER_TYPE = venue.ORDER_TYPE_CODES
 _ORDER_TYPE_BACK = {v: k for k, v in _ORDER_TYPE.items()}
-_TIF = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC",
-        TimeInForce.FOK: "FOK", TimeInForce.OPG: "OPG"}
+_TIF = venue.TIME_IN_FORCE_CODES
 _TIF_BACK = {v: k for k, v in _TIF.items()}
 _STATUS = {"PendingSubmit": OrderStatus.PENDING, "ApiPending": OrderStatus.PENDING,
            "PreSubmitted": OrderStatus.ACCEPTED, "Submitted": OrderStatus.ACCEPTED,
@@ -252,7 +250,8 @@ class IBKRAdapter(Adapter):
         trading=True,
         asset_classes=frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.OPTION,
                                  AssetClass.FUTURE, AssetClass.FX}),
-        fractional=False, notional=False, order_types=frozenset(_ORDER_TYPE),
+        fractional=venue.FRACTIONAL, notional=venue.NOTIONAL,
+        order_types=frozenset(_ORDER_TYPE),
         notional_order_types=frozenset(), short_selling=True)
 
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
@@ -268,7 +267,6 @@ class IBKRAdapter(Adapter):
                                  or not 0 < port < 65536):
             raise fail("port", port, "a TCP port number")
         self._port: int | None = port
-        self._sandbox = opts.flag("sandbox", False)
         cid = opts.get("client_id", _default_client_id(config.name))
         if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < 2**31:
             raise fail("client_id", cid, "an integer from 0")
@@ -297,7 +295,7 @@ class IBKRAdapter(Adapter):
         return float(value)
 
     def __repr__(self) -> str:
-        where = f"{self._host}:{self._port}" if self._port else "sandbox"
+        where = f"{self._host}:{self._port or DEFAULT_PORT}"
         return f"<IBKRAdapter {self.name!r} {where} client_id={self.client_id} " \
                f"{self.health.status}>"
 
@@ -329,17 +327,7 @@ class IBKRAdapter(Adapter):
             raise ConnectionDown(self.name, f"connect failed: {_text(exc)}") from exc
 
     async def _endpoint(self) -> tuple[str, int]:
-        if self._port is not None:
-            return self._host, self._port
-        if not self._sandbox:
-            return self._host, DEFAULT_PORT
-        from ..sandbox import get_sandbox
-
-        info = await get_sandbox().server_async("tws")
-        if info is None:
-            raise ConnectionDown(self.name, "connect failed: the sandbox runs no TWS gateway "
-                                            "(option sandbox = true)")
-        return str(info["host"]), int(info["port"])
+        return self._host, DEFAULT_PORT if self._port is None else self._port
 
     async def _open(self) -> None:
         host, port = await self._endpoint()
@@ -672,6 +660,26 @@ class IBKRAdapter(Adapter):
         rows = [self._order_row(t) for t in trades if t.order.account in self._accounts
                 or not t.order.account]
         return frames.make(frames.ORDERS, rows, connection=self.name)
+
+    async def open_orders_async(self) -> pd.DataFrame:
+        """Every working order of the connection's accounts, of every API client and of TWS
+        itself, as `reqAllOpenOrders` answers now (`openTrades()` knows only what this
+        session has seen, and the orders of other clients are not kept in sync), oldest
+        first."""
+        ib = await self._connected()
+        trades = await self._all_open_trades(ib)
+        return frames.make(frames.ORDERS, [self._order_row(t) for t in trades],
+                           connection=self.name)
+
+    async def _all_open_trades(self, ib: IB) -> list[Trade]:
+        got = await self._ask(ib.reqAllOpenOrdersAsync(), "open orders")
+        seen: dict[Any, Trade] = {}
+        for t in got:
+            if t.isDone() or (t.order.account and t.order.account not in self._accounts):
+                continue
+            seen[t.order.permId or (t.order.clientId, t.order.orderId)] = t
+        return sorted(seen.values(), key=lambda t: (
+            t.log[0].time if t.log else datetime.min.replace(tzinfo=UTC), t.order.permId))
 
     @staticmethod
     def _unique_trades(ib: IB) -> list[Trade]:
@@ -1036,6 +1044,14 @@ class IBKRAdapter(Adapter):
             raise AdapterError(self.name, f"no order {order_id!r} on connection {self.name}")
         if trade.isDone():
             return self._broker_order(trade)
+        owner = trade.order.clientId if trade.order.orderId > 0 else 0
+        if owner != ib.client.clientId:
+            # cancelOrder names the order by its owner's order id, so sent from another client
+            # it would cancel that client's order of the same number, or nothing (IB API docs,
+            # "Cancelling Orders": only the placing client id, or 0 for TWS orders)
+            raise AdapterError(self.name, f"order {order_id} was placed by API client "
+                                          f"{owner}; TWS lets only that client cancel it "
+                                          f"(a halt cancels it with a global cancel)")
         ib.cancelOrder(trade.order)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -1055,6 +1071,43 @@ class IBKRAdapter(Adapter):
             trade.statusEvent -= on_done
             trade.cancelledEvent -= on_done
         return self._broker_order(trade)
+
+    async def cancel_all_async(self) -> list[BrokerOrder]:
+        """Cancel every working order with `reqGlobalCancel`, the one call that reaches the
+        orders of other API clients and of TWS itself (IB API docs, "Cancelling Orders":
+        interactivebrokers.github.io/tws-api/cancel_order.html). It acts on the whole TWS
+        login, every account of it. Waits (up to the timeout) until `reqAllOpenOrders` no
+        longer lists the orders that were working; each comes back with its final state
+        from the completed orders, or as still working with the reason."""
+        if not self.capabilities.trading:
+            raise self._read_only("cancel")
+        ib = await self._connected()
+        working = await self._all_open_trades(ib)
+        if not working:
+            return []
+        ib.reqGlobalCancel()
+        key = _trade_id
+        wanted = {key(t) for t in working}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        still = wanted
+        while still and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            still = wanted & {key(t) for t in await self._all_open_trades(ib)}
+        completed = {key(t): t for t in await self._ask(ib.reqCompletedOrdersAsync(False),
+                                                        "completed orders")}
+        out: list[BrokerOrder] = []
+        for t in working:
+            k = key(t)
+            if k in still:
+                out.append(replace(self._broker_order(t), reason=f"still working "
+                                   f"{self._timeout:g} s after the global cancel"))
+            elif k in completed:
+                out.append(self._broker_order(completed[k]))
+            else:  # gone from the open orders, not (yet) among the completed ones
+                out.append(replace(self._broker_order(t), status=OrderStatus.CANCELED,
+                                   reason=""))
+        return out
 
     async def lookup_async(self, client_order_id: str) -> BrokerOrder | None:
         """The order with `client_order_id` in its orderRef: this session's trades, then
@@ -1147,6 +1200,10 @@ class _ClientIdInUse(Exception):
 def _order_id(perm_id: int, client_id: int, order_id: int) -> str:
     """IB's permanent id (stable across sessions and clients) once TWS gave one."""
     return str(perm_id) if perm_id else f"{client_id}/{order_id}"
+
+
+def _trade_id(t: Trade) -> str:
+    return _order_id(t.order.permId, t.order.clientId, t.order.orderId)
 
 
 def _text(exc: BaseException) -> str:

@@ -46,7 +46,6 @@ is local work plus one journal write:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import logging
 import math
@@ -56,12 +55,13 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import runtime
 from ..adapters import Adapter, BrokerOrder
+from ..book.feed import BrokerFeed
 from ..errors import AdapterError, InvalidIntent, SubmitUncertain
 from ..model import AssetClass, OrderIntent, OrderResult, OrderStatus, Side, Violation
 from .bookthread import BookThread
@@ -69,7 +69,7 @@ from .killswitch import KillSwitch, StateView
 from .limits import RiskLimits
 from .ratelimit import RateLimiter, limiter_for
 from .risk import CheckContext, DuplicateDetector, InstrumentFacts, intent_fingerprint, run_checks
-from .routing import Route, RouteTarget, RoutingTable, parse_routing, route
+from .routing import Route, RouteTarget, RoutingTable, route
 
 if TYPE_CHECKING:
 
@@ -100,8 +100,9 @@ LOOKUP_BACKOFF = (0.2, 0.5, 1.0, 2.0)
 #: Seconds to wait after a fill before pulling the connection's fills into the book, so a
 #: burst of orders costs one pull.
 FILL_SYNC_DELAY = 1.0
-#: How far before the newest fill already seen a pull starts again (late execution reports).
-FILL_LOOKBACK = timedelta(minutes=2)
+#: Seconds `close()` and interpreter exit wait for the last fill pulls (they run at once, not
+#: after FILL_SYNC_DELAY), so a script that places an order and ends leaves its fills in the book.
+FILL_DRAIN_TIMEOUT = 10.0
 #: Journal rows younger than this are left to the process that is sending them.
 RECOVER_MIN_AGE = 10.0
 #: Seconds an acknowledgement may wait for the next journal write to carry it to the book
@@ -210,22 +211,21 @@ class ExecutionService(runtime.Bridged):
             book = open_book(settings.book_url)
         self.book = book
         self.limits = RiskLimits.from_settings(settings)
-        if settings.routing or not settings.embedded:
-            self.routing = RoutingTable.from_settings(settings)
-        else:
-            from ..sandbox import embedded_routing
-
-            self.routing = parse_routing(embedded_routing(),
-                                         known_connections=brokerage.connections)
+        self.routing = RoutingTable.from_settings(settings)
         self.killswitch = KillSwitch(book, brokerage)
         window = self.limits.for_order(None, None, None).duplicate_window_seconds
         self._duplicates = DuplicateDetector(window)
         self._limiters: dict[str, RateLimiter] = {}
         self._caches: dict[str, _Cache] = {}
         self._fill_syncs: dict[str, asyncio.Task[int]] = {}
-        self._fills_seen: dict[str, datetime] = {}
-        self._fill_ids: dict[str, set[str]] = {}  # fills already in the book, per connection
+        #: connections that acknowledged an order since their last fill pull (under _mutex)
+        self._unpulled: set[str] = set()
+        self._drain = asyncio.Event()  # set: scheduled fill pulls run now (close, exit)
+        self._closed = False
         self._db_thread = BookThread()
+        #: the fills of the service's connections reach the book through it, and a fresh
+        #: book is opened from the brokers' positions before a connection's first order
+        self._feed = BrokerFeed(book, brokerage, db=self._db)
         self._state_view: StateView | None = None
         self._state_at = -math.inf
         #: acknowledgements waiting for the book (touched on the runtime loop only): they ride
@@ -348,14 +348,34 @@ class ExecutionService(runtime.Bridged):
         runtime.run(self.flush_async())
 
     async def close_async(self) -> None:
-        """Finish pending fill pulls and book writes, and stop the book thread (the brokerage
-        stays open)."""
-        pending = [t for t in self._fill_syncs.values() if not t.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Pull the fills still due (within FILL_DRAIN_TIMEOUT), finish the book writes, and
+        stop the book thread (the brokerage stays open)."""
+        await self.drain_fills_async()
         self._flush_acks()
         self._db_thread.shutdown(wait=True)
+        self._closed = True
+
+    async def drain_fills_async(self, timeout: float = FILL_DRAIN_TIMEOUT) -> None:
+        """Pull now the fills of every connection that acknowledged an order since its last
+        pull (scheduled pulls skip their delay), waiting at most `timeout` seconds; what is
+        not pulled by then is left to the next pull, from any process."""
+        self._drain.set()
+        with self._mutex:
+            names = set(self._unpulled)
+        for name in names:
+            self._schedule_fill_sync(name)
+        pending = [t for t in self._fill_syncs.values() if not t.done()]
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            log.warning("pulling fills before closing took over %.0f s; the next pull will "
+                        "bring them", timeout)
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    def drain_fills(self, timeout: float = FILL_DRAIN_TIMEOUT) -> None:
+        runtime.run(self.drain_fills_async(timeout))
 
     def close(self) -> None:
         runtime.run(self.close_async())
@@ -366,23 +386,15 @@ class ExecutionService(runtime.Bridged):
 
     async def sync_fills_async(self, connection: str | None = None) -> int:
         """Pull fills from trading connections into the book; returns how many were new.
-        Idempotent: fills already recorded are skipped, so nothing is ever counted twice.
-        After the first pull of a connection, only fills since the last one seen (less a
-        margin for late reports) are asked for."""
+        Idempotent: fills already recorded (or inside an adopted position) are skipped, so
+        nothing is ever counted twice. Only fills since the last one seen (less
+        FILL_LOOKBACK) are asked for (`brokerkit.book.feed.BrokerFeed.pull_async`)."""
         names = [connection] if connection else self._trading_connections()
         new = 0
         for name in names:
-            adapter = await self.brokerage.connected_adapter_async(name)
-            since = self._fills_seen.get(name)
-            fills = await adapter.fills_async(None if since is None else since - FILL_LOOKBACK)
-            seen = self._fill_ids.setdefault(name, set())
-            fresh = fills[~fills["fill_id"].isin(seen)] if seen else fills
-            if len(fresh):
-                new += await self._db(self.book.record_fills, fresh)
-                seen.update(fresh["fill_id"])
-                latest = fresh["executed_at"].max()
-                if latest == latest and (since is None or latest > since):
-                    self._fills_seen[name] = latest.to_pydatetime()
+            with self._mutex:  # an acknowledgement from now on wants another pull
+                self._unpulled.discard(name)
+            new += await self._feed.pull_async(name)
         return new
 
     def sync_fills(self, connection: str | None = None) -> int:
@@ -423,6 +435,8 @@ class ExecutionService(runtime.Bridged):
                 return OrderResult(OrderStatus.REJECTED, reason=_reason([v]),
                                    symbol=intent.symbol, violations=(v,))
             return await self._rejected_unrouted(intent, v)
+        if self._feed.pending(chosen.connection):  # a fresh book opens before its first order
+            await self._feed.open_async([chosen.connection])
         account = chosen.account or self._default_account(chosen.connection, adapter)
         cache = self._cache(chosen.connection)
         inputs = None if preview else self._inputs_now(cache, adapter, intent.symbol)
@@ -442,7 +456,7 @@ class ExecutionService(runtime.Bridged):
         order routes to a connected adapter that submits from the caller's thread and every
         input of the checks is cached and fresh; else None (nothing done)."""
         chosen = route(intent, self.routing, self._targets())
-        if isinstance(chosen, Violation):
+        if isinstance(chosen, Violation) or self._feed.pending(chosen.connection):
             return None
         try:
             adapter = self.brokerage.adapter(chosen.connection)
@@ -748,6 +762,7 @@ class ExecutionService(runtime.Bridged):
             if not self._acks:
                 self._acks_since = time.monotonic()
             self._acks.append((coid, fields))
+            self._unpulled.add(order.ctx.connection)  # its fills are pulled before exit
             if not ack.filled_quantity:
                 return False
             cache = self._cache(order.ctx.connection)
@@ -778,7 +793,11 @@ class ExecutionService(runtime.Bridged):
             self._fill_syncs[connection] = asyncio.create_task(self._fill_sync(connection))
 
     async def _fill_sync(self, connection: str) -> int:
-        await asyncio.sleep(FILL_SYNC_DELAY)  # let a burst of fills arrive, then pull once
+        if not self._drain.is_set():  # let a burst of fills arrive, then pull once
+            try:
+                await asyncio.wait_for(self._drain.wait(), FILL_SYNC_DELAY)
+            except TimeoutError:
+                pass
         if self.brokerage.health(connection).status == "disconnected":
             return 0  # closed meanwhile: the next service start pulls them
         try:
@@ -1235,12 +1254,19 @@ _lock = threading.Lock()
 _live: weakref.WeakSet[ExecutionService] = weakref.WeakSet()
 
 
-@atexit.register
-def _flush_at_exit() -> None:
-    """Acknowledgements still waiting for the book are written before the interpreter exits
-    (a script that prints its result and ends leaves its journal settled). Runs before the
-    book threads are drained and before the runtime loop stops (atexit runs last-in first)."""
+@runtime.before_exit
+def _drain_at_exit() -> None:
+    """Before the interpreter exits, while worker threads still take work: the fills due are
+    pulled into the book (within FILL_DRAIN_TIMEOUT) and the acknowledgements still waiting
+    are written, so a script that places an order and ends leaves its journal settled and its
+    fills in the book. The book threads are drained after it, at exit."""
     for svc in list(_live):
+        if svc._closed:  # drained when it closed
+            continue
+        try:
+            runtime.run(svc.drain_fills_async(), timeout=FILL_DRAIN_TIMEOUT + 2)
+        except Exception as exc:  # the next pull, from any process, brings them
+            log.warning("pulling fills at exit failed: %s", exc)
         if svc._acks:
             try:
                 runtime.run(svc.flush_async(), timeout=5)

@@ -4,8 +4,10 @@ One `Market` (deterministic prices, market hours, FX rates) and one `MatchingEng
 every simulated broker, so an instrument has one price everywhere. `PaperBroker` keeps account
 state (cash and margin accounts, positions, orders, fills, buying power); `FaultInjector` adds
 latency, errors, timeouts and dropped answers; `Sandbox` holds them together with the demo
-accounts and the loopback servers. With nothing configured, brokerkit connects to
-`embedded_connections()` of `get_sandbox()`.
+accounts and the loopback servers. `service` runs one sandbox per user as a local service
+that every process shares (its state persisted by `persist`); with nothing configured,
+brokerkit's embedded profile (`brokerkit.profile`) connects to it. The sandbox knows nothing of
+brokerkit's adapters or services: they talk to it over loopback, as to a real broker.
 
 Importing this package is light: servers (aiohttp) load only when started.
 """
@@ -27,8 +29,6 @@ from .demo import (
     DemoAccount,
     DemoConnection,
     Sandbox,
-    embedded_connections,
-    embedded_routing,
     get_sandbox,
     reset_sandbox,
 )
@@ -72,8 +72,6 @@ __all__ = [
     "UnknownAccount",
     "UnknownOrder",
     "UnknownSymbol",
-    "embedded_connections",
-    "embedded_routing",
     "get_sandbox",
     "reset_sandbox",
 ]

@@ -1,11 +1,12 @@
 """The `Sandbox`: one market, one matching engine, named paper brokers, the demo accounts, and
 the loopback servers.
 
-`get_sandbox()` is the process-wide sandbox (one per seed). Every paper broker it makes is
-seeded with the demo accounts of `DEMO_CONNECTIONS` (deterministically), and
-`embedded_connections()` is the configuration brokerkit uses when nothing is configured.
-`start_servers_async()` starts the loopback servers on the runtime loop and returns, per
-server, its address and demo credentials.
+Every paper broker a `Sandbox` makes is seeded with the demo accounts of `DEMO_CONNECTIONS`
+(deterministically); `describe()` publishes those connections and the routing they need, from
+which `brokerkit.profile` builds the embedded configuration. `start_servers_async()` starts the
+loopback servers on the runtime loop and returns, per server, its address and demo
+credentials. The user's sandbox runs as a service of its own (`sandbox.service`);
+`get_sandbox()` is a sandbox of this process (one per seed), for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -16,24 +17,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import runtime
-from ..config import ConnectionConfig
 from .broker import AccountType, PaperBroker
-from .market import Clock, Market, MatchingEngine
+from .market import Clock, ClockMode, Market, MatchingEngine
 
 __all__ = [
     "DEFAULT_BROKER",
     "DEMO_CONNECTIONS",
     "EMBEDDED_ROUTING",
+    "SERVER_NAMES",
     "DemoAccount",
     "DemoConnection",
     "Sandbox",
-    "embedded_connections",
-    "embedded_routing",
     "get_sandbox",
     "reset_sandbox",
 ]
 
 DEFAULT_BROKER = "paper"
+
+#: The sandbox's servers, in the order of their ports when a base port is given.
+SERVER_NAMES = ("control", "paper", "alpaca", "tws")
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,10 @@ class Sandbox(runtime.Bridged):
     take a fresh broker (`sandbox.broker("t-123")`) without disturbing the shared one.
     """
 
-    def __init__(self, seed: int = 0, *, clock: Clock | None = None, always_open: bool = True
-                 ) -> None:
+    def __init__(self, seed: int = 0, *, clock: Clock | None = None,
+                 clock_mode: ClockMode = "always-open") -> None:
         self.seed = seed
-        self.market = Market(seed, clock=clock, always_open=always_open)
+        self.market = Market(seed, clock=clock, clock_mode=clock_mode)
         self.engine = MatchingEngine(self.market)
         self._brokers: dict[str, PaperBroker] = {}
         self._servers: dict[str, Any] = {}
@@ -117,6 +119,33 @@ class Sandbox(runtime.Bridged):
             self._brokers[name] = broker
         return broker
 
+    def restore_brokers(self, engine: MatchingEngine, brokers: Mapping[str, PaperBroker]
+                        ) -> None:
+        """Take `brokers` (sharing `engine`) restored from disk in place of this sandbox's."""
+        if self._servers:
+            raise RuntimeError("restore the sandbox's brokers before its servers start")
+        self.engine = engine
+        self._brokers = dict(brokers)
+
+    def state_mark(self) -> tuple[Any, ...]:
+        """A cheap mark that changes whenever the brokers' state changes (orders, fills,
+        accounts, open orders, the clock): what decides that the state is saved again."""
+        clock = self.market.clock
+        return (len(self.engine.open_orders), clock._offset, clock._frozen,
+                tuple((n, len(b._orders), len(b._fills), len(b._accounts))
+                      for n, b in self._brokers.items()))
+
+    def describe(self) -> dict[str, Any]:
+        """The demo connections, the currencies they hold and the routing they need, as plain
+        data: what a sandbox service publishes beside its servers' addresses."""
+        currencies = {ccy for c in DEMO_CONNECTIONS for a in c.accounts for ccy in a.cash}
+        currencies |= {self.market.listing(symbol).currency for c in DEMO_CONNECTIONS
+                       for a in c.accounts for symbol, _, _ in a.positions}
+        return {"connections": [{"name": c.name, "institution": c.institution,
+                                 "accounts": [a.account_id for a in c.accounts]}
+                                for c in DEMO_CONNECTIONS],
+                "currencies": sorted(currencies), "routing": dict(EMBEDDED_ROUTING)}
+
     @staticmethod
     def demo_accounts(connection: str) -> tuple[str, ...]:
         """The demo accounts a connection of that name shows ((): not a demo connection)."""
@@ -125,23 +154,6 @@ class Sandbox(runtime.Bridged):
                 return tuple(a.account_id for a in conn.accounts)
         return ()
 
-    def embedded_connections(self) -> dict[str, ConnectionConfig]:
-        """The connections used when nothing is configured: the demo paper connections,
-        alpaca-py talking to the sandbox's Alpaca server and ib_async to its TWS gateway,
-        over loopback."""
-        conns = {c.name: ConnectionConfig(
-                     name=c.name, type="paper", institution=c.institution,
-                     options={"broker": DEFAULT_BROKER, "seed": self.seed},
-                     accounts=tuple(a.account_id for a in c.accounts))
-                 for c in DEMO_CONNECTIONS}
-        conns["alpaca-paper"] = ConnectionConfig(
-            name="alpaca-paper", type="alpaca", institution="Alpaca (sandbox)",
-            options={"paper": True, "sandbox": True})
-        conns["ibkr-paper"] = ConnectionConfig(
-            name="ibkr-paper", type="ibkr", institution="Interactive Brokers (sandbox)",
-            options={"sandbox": True})
-        return conns
-
     # -- servers --------------------------------------------------------------------------
     @property
     def servers(self) -> dict[str, dict[str, Any]]:
@@ -149,28 +161,35 @@ class Sandbox(runtime.Bridged):
         return {name: dict(s.info) for name, s in self._servers.items()}
 
     async def start_servers_async(self, host: str = "127.0.0.1", *,
-                                  alpaca_rate_limit: int | None = 200
+                                  alpaca_rate_limit: int | None = 200,
+                                  ports: Mapping[str, int] | None = None
                                   ) -> dict[str, dict[str, Any]]:
-        """Start the loopback servers (on free ports) unless running; returns, per server,
-        its address (`url`, `host`, `port`) and demo `credentials`. `alpaca_rate_limit` is the
-        Alpaca server's requests per minute (None or 0: no limit)."""
+        """Start the loopback servers unless running; returns, per server, its address
+        (`url`, `host`, `port`) and demo `credentials`. `ports` gives a server's port by name
+        (`SERVER_NAMES`; the others take free ports); `alpaca_rate_limit` is the Alpaca
+        server's requests per minute (None or 0: no limit)."""
+        port = dict(ports or {}).get
         if "control" not in self._servers:
             from .control import start_control
 
-            self._servers["control"] = await start_control(self, host)
+            self._servers["control"] = await start_control(self, host, port("control", 0))
+        if "paper" not in self._servers:
+            from .paper import start_paper
+
+            self._servers["paper"] = await start_paper(self, host, port("paper", 0))
         if "alpaca" not in self._servers:
             from .alpaca import start_alpaca
 
-            self._servers["alpaca"] = await start_alpaca(self, host,
+            self._servers["alpaca"] = await start_alpaca(self, host, port("alpaca", 0),
                                                          rate_limit=alpaca_rate_limit)
         if "tws" not in self._servers:
             from .tws import start_tws
 
-            self._servers["tws"] = await start_tws(self, host)
+            self._servers["tws"] = await start_tws(self, host, port("tws", 0))
         return self.servers
 
     async def server_async(self, name: str) -> dict[str, Any] | None:
-        """The address and credentials of server `name` ("alpaca", "tws", "control"),
+        """The address and credentials of server `name` ("alpaca", "tws", "control", "paper"),
         starting the servers if it is not running; None when the sandbox has no such server."""
         servers = self.servers
         if name not in servers:
@@ -217,11 +236,6 @@ def reset_sandbox(seed: int | None = None) -> None:
             _sandboxes.pop(seed, None)
 
 
-def embedded_connections() -> dict[str, ConnectionConfig]:
-    """The embedded default connections of the process-wide sandbox."""
-    return get_sandbox().embedded_connections()
-
-
 #: Where orders go when nothing is configured: US equities and ETFs to the US paper accounts,
 #: crypto and FX to the global paper accounts (which hold the other currencies), options and
 #: futures to the sandbox's IBKR account.
@@ -229,8 +243,3 @@ EMBEDDED_ROUTING: Mapping[str, str] = {
     "equity": "paper-us", "etf": "paper-us", "crypto": "paper-global", "fx": "paper-global",
     "option": "ibkr-paper", "future": "ibkr-paper", "default": "paper-us",
 }
-
-
-def embedded_routing() -> dict[str, str]:
-    """The `[routing]` table used with the embedded default connections."""
-    return dict(EMBEDDED_ROUTING)

@@ -17,21 +17,21 @@ from brokerkit.book import Book
 from brokerkit.config import ConnectionConfig, Settings
 from brokerkit.execution.service import ExecutionService
 from brokerkit.model import OrderStatus
-from brokerkit.sandbox import get_sandbox
+from brokerkit.sandbox import PaperBroker, Sandbox, get_sandbox
 from brokerkit.service import BrokerageService
 
 ROUTING = {"equity": "paper-us", "crypto": "paper-global", "default": "paper-us"}
 
 
-def make(book_url: str, *, risk: dict | None = None, routing: dict | None = None,
-         **options) -> ExecutionService:
-    """An execution service over a fresh sandbox broker (its own name, so tests never share
-    broker state) and the given book."""
-    broker = f"t-{uuid.uuid4().hex[:10]}"
+def make(book_url: str, paper_url: str, *, risk: dict | None = None,
+         routing: dict | None = None) -> ExecutionService:
+    """An execution service over a fresh broker of the paper server at `paper_url` (its own
+    name, so tests never share broker state) and the given book."""
+    options = {"url": paper_url, "broker": f"t-{uuid.uuid4().hex[:10]}"}
     conns = {
-        "paper-us": ConnectionConfig("paper-us", "paper", options={"broker": broker, **options},
+        "paper-us": ConnectionConfig("paper-us", "paper", options=options,
                                      accounts=("DEMO-MARGIN-1", "DEMO-CASH-1")),
-        "paper-global": ConnectionConfig("paper-global", "paper", options={"broker": broker},
+        "paper-global": ConnectionConfig("paper-global", "paper", options=options,
                                          accounts=("DEMO-GLOBAL-1", "DEMO-CRYPTO-1")),
     }
     s = Settings(connections=conns, book_url=book_url, risk=risk or {},
@@ -41,13 +41,14 @@ def make(book_url: str, *, risk: dict | None = None, routing: dict | None = None
     return ExecutionService(brokerage, Book(book_url))
 
 
-def broker_of(svc: ExecutionService):
-    return svc.brokerage.adapter("paper-us").broker
+def broker_of(sandbox: Sandbox, svc: ExecutionService) -> PaperBroker:
+    """The sandbox broker behind `svc`'s paper connections."""
+    return sandbox.broker(svc.brokerage.adapter("paper-us").config.options["broker"])
 
 
 @pytest.fixture
-def ex(book_url):
-    svc = make(book_url)
+def ex(book_url, paper_url):
+    svc = make(book_url, paper_url)
     yield svc
     svc.brokerage.close()
 
@@ -75,28 +76,28 @@ def test_fills_reach_the_book_exactly_once(ex):
     assert mine["quantity"].sum() == 3 and mine["fill_id"].is_unique
 
 
-def test_system_halted_env_rejects_with_trading_halted(ex, monkeypatch):
+def test_system_halted_env_rejects_with_trading_halted(ex, monkeypatch, fresh_sandbox):
     monkeypatch.setenv("SYSTEM_HALTED", "1")
-    before = len(broker_of(ex).orders())
+    before = len(broker_of(fresh_sandbox, ex).orders())
     result = ex.place_order({"symbol": "NVDA", "side": "buy", "quantity": 1})
     assert result["status"] == "REJECTED"
     assert "TRADING_HALTED" in result.codes and "TRADING_HALTED" in result["reason"]
-    assert len(broker_of(ex).orders()) == before
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before
 
 
-def test_invalid_intent_names_the_field_and_reaches_nothing(ex):
-    before = len(broker_of(ex).orders())
+def test_invalid_intent_names_the_field_and_reaches_nothing(ex, fresh_sandbox):
+    before = len(broker_of(fresh_sandbox, ex).orders())
     r = ex.place_order({"symbol": "NVDA", "side": "buy", "quantity": -5})
     assert r.status is OrderStatus.REJECTED and r.codes == ["INVALID_INTENT"]
     assert "quantity" in r.reason
     r2 = ex.place_order({"symbol": "NVDA", "side": "buy", "quantity": 1, "colour": "red"})
     assert r2.codes == ["INVALID_INTENT"] and "colour" in r2.reason
-    assert len(broker_of(ex).orders()) == before
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before
     assert ex.book.orders_frame().empty
 
 
-def test_no_route_when_nothing_trades_the_asset_class(book_url):
-    svc = make(book_url, routing={"equity": "paper-us"})
+def test_no_route_when_nothing_trades_the_asset_class(book_url, paper_url):
+    svc = make(book_url, paper_url, routing={"equity": "paper-us"})
     try:
         r = svc.place_order(symbol="ES", side="buy", quantity=1, asset_class="future")
         assert r.status is OrderStatus.REJECTED and r.codes == ["NO_ROUTE"]
@@ -104,8 +105,8 @@ def test_no_route_when_nothing_trades_the_asset_class(book_url):
         svc.brokerage.close()
 
 
-def test_every_violation_is_reported_together(book_url):
-    svc = make(book_url, risk={"max_order_quantity": 5, "restricted_symbols": ["NVDA"],
+def test_every_violation_is_reported_together(book_url, paper_url):
+    svc = make(book_url, paper_url, risk={"max_order_quantity": 5, "restricted_symbols": ["NVDA"],
                                "max_order_notional": 100})
     try:
         r = svc.place_order(symbol="NVDA", side="buy", quantity=10)
@@ -118,13 +119,14 @@ def test_every_violation_is_reported_together(book_url):
         svc.brokerage.close()
 
 
-def test_cash_account_short_sale_and_buying_power_are_caught_before_the_broker(ex):
-    before = len(broker_of(ex).orders())
+def test_cash_account_short_sale_and_buying_power_are_caught_before_the_broker(ex,
+                                                                              fresh_sandbox):
+    before = len(broker_of(fresh_sandbox, ex).orders())
     short = ex.place_order(symbol="NVDA", side="sell", quantity=1, account="DEMO-CASH-1")
     assert "SHORT_SALE_NOT_ALLOWED" in short.codes
     big = ex.place_order(symbol="NVDA", side="buy", quantity=100_000, account="DEMO-CASH-1")
     assert "INSUFFICIENT_BUYING_POWER" in big.codes
-    assert len(broker_of(ex).orders()) == before
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before
 
 
 def test_duplicate_intent_within_the_window_is_rejected(ex):
@@ -144,8 +146,8 @@ def test_reused_client_order_id_is_a_duplicate(ex):
     assert r.codes == ["DUPLICATE_INTENT"]
 
 
-def test_rate_limit_rejects_past_the_configured_rate(book_url):
-    svc = make(book_url, risk={"max_orders_per_second": 2})
+def test_rate_limit_rejects_past_the_configured_rate(book_url, paper_url):
+    svc = make(book_url, paper_url, risk={"max_orders_per_second": 2})
     try:
         results = [svc.place_order(symbol="AAPL", side="buy", quantity=q) for q in (1, 2, 3)]
         assert [r.status for r in results[:2]] == [OrderStatus.FILLED] * 2
@@ -154,8 +156,8 @@ def test_rate_limit_rejects_past_the_configured_rate(book_url):
         svc.brokerage.close()
 
 
-def test_preview_runs_every_check_but_sends_and_journals_nothing(ex):
-    before = len(broker_of(ex).orders())
+def test_preview_runs_every_check_but_sends_and_journals_nothing(ex, fresh_sandbox):
+    before = len(broker_of(fresh_sandbox, ex).orders())
     p = ex.preview(symbol="AAPL", side="buy", quantity=2)
     assert p["ok"] and p.connection == "paper-us" and p.price > 0
     assert p.notional == pytest.approx(2 * p.price)
@@ -163,7 +165,7 @@ def test_preview_runs_every_check_but_sends_and_journals_nothing(ex):
     assert "trading_state" in p.checks_passed
     bad = ex.preview(symbol="AAPL", side="buy", quantity=2, order_type="limit")
     assert not bad.ok and bad["violations"][0]["code"] == "INVALID_INTENT"
-    assert len(broker_of(ex).orders()) == before and ex.book.orders_frame().empty
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before and ex.book.orders_frame().empty
 
 
 def test_resting_limit_order_is_accepted_then_cancelled(ex):
@@ -210,7 +212,7 @@ def test_halt_in_one_process_rejects_next_order_in_another(ex, book_url):
     assert r.codes == ["TRADING_HALTED"] and "from another process" in r.reason
 
 
-def test_halt_between_checks_and_journal_is_caught_by_the_journal(ex, book_url):
+def test_halt_between_checks_and_journal_is_caught_by_the_journal(ex, book_url, fresh_sandbox):
     """The journal re-reads the state in its own transaction: a halt that lands after the
     checks passed still stops the order."""
     prepared = ex.brokerage  # noqa: F841 - keep the service connected
@@ -222,18 +224,20 @@ def test_halt_between_checks_and_journal_is_caught_by_the_journal(ex, book_url):
         return original(row, guard, **how)
 
     ex.book.journal_order = halt_then_journal  # our own object, not an SDK
-    before = len(broker_of(ex).orders())
+    before = len(broker_of(fresh_sandbox, ex).orders())
     r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
     assert r.codes == ["TRADING_HALTED"] and "raced" in r.reason
-    assert len(broker_of(ex).orders()) == before
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before
     assert ex.book.get_order(r.client_order_id)["status"] == "REJECTED"
     other.close()
 
 
-def test_dropped_connection_after_accept_is_recovered_without_a_duplicate(book_url):
-    svc = make(book_url, faults={"submit": {"drop_after_accept": 1}})
+def test_dropped_connection_after_accept_is_recovered_without_a_duplicate(
+        book_url, paper_url, fresh_sandbox):
+    svc = make(book_url, paper_url)
     try:
-        broker = broker_of(svc)
+        broker = broker_of(fresh_sandbox, svc)
+        broker.faults.set("submit", drop_after_accept=1)
         before = len(broker.orders())
         r = svc.place_order(symbol="AAPL", side="buy", quantity=1)
         assert r.status is OrderStatus.FILLED, r.reason
@@ -244,10 +248,11 @@ def test_dropped_connection_after_accept_is_recovered_without_a_duplicate(book_u
         svc.brokerage.close()
 
 
-def test_crash_between_journal_and_ack_is_recovered_on_start(book_url):
-    svc = make(book_url)
+def test_crash_between_journal_and_ack_is_recovered_on_start(book_url, paper_url,
+                                                             fresh_sandbox):
+    svc = make(book_url, paper_url)
     try:
-        broker = broker_of(svc)
+        broker = broker_of(fresh_sandbox, svc)
         adapter = svc.brokerage.adapter("paper-us")
         adapter.connect()
         coid = "bk-crashed0000000000000001"
@@ -299,7 +304,8 @@ def test_the_acknowledgement_lands_in_the_book_after_the_answer(ex):
     assert ex.book.unresolved_orders() == []
 
 
-def test_every_later_book_call_of_the_service_sees_the_acknowledgement(ex, monkeypatch):
+def test_every_later_book_call_of_the_service_sees_the_acknowledgement(ex, monkeypatch,
+                                                                       fresh_sandbox):
     """Acknowledgements waiting for the book are written before any later book call of the
     service (FIFO): recovery right after an order finds nothing to look up."""
     import brokerkit.execution.service as service
@@ -307,14 +313,14 @@ def test_every_later_book_call_of_the_service_sees_the_acknowledgement(ex, monke
     monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # only a book call brings it
     r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
     assert r.status is OrderStatus.FILLED
-    before = len(broker_of(ex).orders())
+    before = len(broker_of(fresh_sandbox, ex).orders())
     assert ex.recover(min_age=0) == []
-    assert len(broker_of(ex).orders()) == before
+    assert len(broker_of(fresh_sandbox, ex).orders()) == before
     assert ex.book.get_order(r.client_order_id)["status"] == "FILLED"
 
 
 def test_a_crash_before_the_acknowledgement_lands_is_recovered_without_a_duplicate(
-        book_url, monkeypatch):
+        book_url, paper_url, fresh_sandbox, monkeypatch):
     """The process dies after the broker acknowledged (and filled) an order and before the
     book got the acknowledgement: the row stays JOURNALED; the next start looks it up by
     client order id, records the broker's answer, sends nothing again and pulls the fill
@@ -322,9 +328,9 @@ def test_a_crash_before_the_acknowledgement_lands_is_recovered_without_a_duplica
     import brokerkit.execution.service as service
 
     monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # it waits for the next order
-    svc = make(book_url)
+    svc = make(book_url, paper_url)
     try:
-        broker = broker_of(svc)
+        broker = broker_of(fresh_sandbox, svc)
         r = svc.place_order(symbol="AAPL", side="buy", quantity=3)
         assert r.status is OrderStatus.FILLED
         svc._acks.clear()  # the crash: the acknowledgement waiting for the book is lost
@@ -351,7 +357,8 @@ def test_a_crash_before_the_acknowledgement_lands_is_recovered_without_a_duplica
         svc.brokerage.close()
 
 
-def test_a_journal_write_that_finds_the_lock_held_waits_on_the_book_thread(book_url):
+def test_a_journal_write_that_finds_the_lock_held_waits_on_the_book_thread(book_url,
+                                                                           paper_url):
     """On SQLite the journal write is tried on the runtime loop without waiting; when another
     writer holds the lock it is done on the book thread, which waits: the loop stays free."""
     import threading
@@ -360,7 +367,7 @@ def test_a_journal_write_that_finds_the_lock_held_waits_on_the_book_thread(book_
     from brokerkit import runtime
     from brokerkit.book.tables import trading_state
 
-    svc = make(book_url)
+    svc = make(book_url, paper_url)
     other = Book(book_url, shared=False)
     try:
         assert svc.place_order(symbol="AAPL", side="buy", quantity=1).ok  # warm the caches
@@ -454,7 +461,8 @@ _numbers = st.one_of(st.none(), st.integers(-3, 50), st.decimals("-1", "1e6", pl
                                        "account": st.sampled_from(["DEMO-MARGIN-1",
                                                                    "DEMO-CASH-1", "X"])}))
 def test_random_intents_are_placed_or_rejected_with_a_code_never_raised(shared_ex, raw):
-    broker = broker_of(shared_ex)
+    sandbox, shared_ex = shared_ex
+    broker = broker_of(sandbox, shared_ex)
     before = len(broker.orders())
     result = shared_ex.place_order(raw)
     after = len(broker.orders())
@@ -471,11 +479,13 @@ def test_random_intents_are_placed_or_rejected_with_a_code_never_raised(shared_e
         assert after == before + 1
 
 
-@pytest.fixture(scope="module")
-def shared_ex(tmp_path_factory):
-    svc = make(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'book.db'}",
+@pytest.fixture
+def shared_ex(tmp_path, fresh_sandbox, paper_url):
+    """One service for every example of a property test (hypothesis runs them all in one
+    call of the test), with its sandbox."""
+    svc = make(f"sqlite:///{tmp_path / 'book.db'}", paper_url,
                risk={"duplicate_window_seconds": 0, "max_order_notional": 1_000_000})
-    yield svc
+    yield fresh_sandbox, svc
     svc.brokerage.close()
 
 

@@ -98,22 +98,18 @@ def _reset_services() -> None:
 
 
 @pytest.fixture
-def serve_dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def serve_dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded_sandbox: Any
                     ) -> Iterator[Callable[..., Dashboard]]:
     """A function serving the dashboard (`auth=` optional) and returning its `Dashboard`."""
     import panel as pn
 
-    from brokerkit import runtime
     from brokerkit.book import close_books
-    from brokerkit.sandbox import get_sandbox, reset_sandbox
     from brokerkit.serve import free_port, serve
 
     book_url = f"sqlite:///{tmp_path / 'book.db'}"
     monkeypatch.setenv("BROKERKIT_DATABASE_URL", book_url)
     _reset_services()
-    reset_sandbox()
-    sandbox = get_sandbox()
-    sandbox.market.clock.freeze()
+    embedded_sandbox.market.clock.freeze()
     servers: list[Any] = []
 
     def start(auth: Any = None) -> Dashboard:
@@ -127,8 +123,6 @@ def serve_dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     pn.state.reset()  # stops every server this test started
     pn.config.authorize_callback = None
     _reset_services()
-    runtime.run(sandbox.stop_servers_async())
-    reset_sandbox()
     close_books(book_url)
 
 

@@ -101,7 +101,8 @@ def test_viewer_sees_no_ticket_and_cannot_halt(ui_page, serve_dashboard):
     expect(ui_page.locator(".ks-resume")).to_have_count(0)
 
 
-def test_reconciliation_break_made_in_the_sandbox_shows_highlighted(ui_page, dashboard):
+def test_reconciliation_break_made_in_the_sandbox_shows_highlighted(ui_page, dashboard,
+                                                                    embedded_sandbox):
     from brokerkit.post_trade.runs import Reconciler
     from brokerkit.service import get_brokerage_service
 
@@ -109,7 +110,7 @@ def test_reconciliation_break_made_in_the_sandbox_shows_highlighted(ui_page, das
     rec = Reconciler(svc)
     for name in svc.connections:
         rec.adopt(name, reason="open the book")
-    svc.adapter("paper-us").broker.set_position("DEMO-MARGIN-1", "AAPL", "125", "190")
+    embedded_sandbox.broker("paper").set_position("DEMO-MARGIN-1", "AAPL", "125", "190")
     rec.run()
     ui_page.goto(dashboard.url)
     ui_page.locator(".bk-tab", has_text="Reconciliation").click()
@@ -117,8 +118,8 @@ def test_reconciliation_break_made_in_the_sandbox_shows_highlighted(ui_page, das
                                                               timeout=TIMEOUT_MS)
     cell = ui_page.locator(".recon-table .tabulator-cell", has_text="QUANTITY_BREAK").first
     expect(cell).to_be_visible(timeout=TIMEOUT_MS)
-    color = cell.evaluate("el => getComputedStyle(el).backgroundColor")
-    assert color == "rgb(248, 215, 218)", color
+    # the break's colour is styled onto the cell once the table's data has arrived
+    expect(cell).to_have_css("background-color", "rgb(248, 215, 218)", timeout=TIMEOUT_MS)
 
 
 def test_settlement_page_shows_pending_settlements(ui_page, dashboard):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -440,3 +440,14 @@ def tws_broker(sandbox: Sandbox, name: str = "ibkr", *, margin: MarginModel | No
     if state is None:
         state = _states[paper] = TwsBroker(paper, margin=margin)
     return state
+
+
+def tws_states(brokers: Iterable[PaperBroker]) -> dict[str, TwsBroker]:
+    """The TWS state kept over each of `brokers` that has one, by broker name."""
+    return {p.name: s for p in brokers if (s := _states.get(p)) is not None}
+
+
+def adopt_tws_state(paper: PaperBroker, state: TwsBroker) -> None:
+    """Make `state` (restored from disk) the TWS state over `paper`."""
+    state.paper, state.market = paper, paper.market
+    _states[paper] = state
