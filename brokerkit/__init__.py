@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionConfig": "brokerkit.config",
     "Settings": "brokerkit.config",
     "load_settings": "brokerkit.config",
-    "use_scratch_profile": "brokerkit.profile",
+    "use_scratch_profile": "brokerkit.scratch",
     "Secret": "brokerkit.secrets",
     "get_secret_store": "brokerkit.secrets",
     # errors
@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 _SUBMODULES = {"frames", "runtime", "sandbox", "adapters", "book", "execution", "post_trade",
-               "ui", "config", "model", "errors", "fx", "secrets", "service", "profile"}
+               "ui", "config", "model", "errors", "fx", "secrets", "service", "profile", "scratch"}
 
 __all__ = [
     "AdapterError",

@@ -8,27 +8,21 @@ services see ordinary `Settings`; nothing downstream asks whether it is a sandbo
 
 `[sandbox]` in `brokerkit.toml` (port, seed, clock) says how the service is started;
 `BROKERKIT_DATA_DIR` decides whose it is (each data directory has its own sandbox and book,
-which is how notebooks and tests get a scratch profile).
+which is how tests and `brokerkit.scratch` get a profile of their own).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
 import json
-import os
-import re
-import shutil
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from .config import ConnectionConfig, Settings, sandbox_home, user_data_dir
-from .sandbox.demo import Sandbox
+from .config import ConnectionConfig, Settings, sandbox_home
 from .secrets import Secret
 
-__all__ = ["EMBEDDED", "apply_profile", "embedded_settings", "use_scratch_profile"]
+__all__ = ["EMBEDDED", "apply_profile", "embedded_settings"]
 
 EMBEDDED = "embedded"
 
@@ -88,40 +82,3 @@ def _fx_rates(info: Mapping[str, Any], base: str) -> dict[str, float]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
     with opener.open(url, timeout=_FX_TIMEOUT) as resp:
         return {k: float(v) for k, v in json.load(resp)["rates"].items()}
-
-
-_scratch = contextlib.ExitStack()
-_SCRATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-
-
-def use_scratch_profile(name: str) -> Sandbox:
-    """Run the rest of this process (and the processes it starts) on a scratch profile of
-    its own: an empty configuration, a fresh book, and a fresh sandbox served by this
-    process (it stops with it), all under `<user data dir>/scratch/<name>`, emptied on every
-    call. The user's real configuration, book, trading state and sandbox are never touched.
-    Tutorials and drills call it first. Returns the scratch sandbox, whose brokers a tutorial
-    may change directly (a position corrected at the broker, say)."""
-    if not isinstance(name, str) or not _SCRATCH_NAME.fullmatch(name):
-        raise ValueError(f"a scratch profile's name is letters, digits, '_', '.', '-'; "
-                         f"got {name!r}")
-    from . import execution, service
-    from .sandbox import service as sandbox_service
-
-    root = user_data_dir() / "scratch" / name
-    _scratch.close()  # a scratch profile this process already used
-    sandbox_service.stop(root / "sandbox")
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "config").mkdir(parents=True)
-    (root / "brokerkit.toml").write_text("# a scratch profile: nothing configured\n")
-    os.environ.update(BROKERKIT_DATA_DIR=str(root), BROKERKIT_CONFIG_DIR=str(root / "config"),
-                      BROKERKIT_CONFIG=str(root / "brokerkit.toml"))
-    for var in ("BROKERKIT_DATABASE_URL", "SYSTEM_HALTED"):
-        os.environ.pop(var, None)
-    execution.reset_execution_service()
-    service.reset_brokerage_service()
-    sandbox = Sandbox()
-    _scratch.enter_context(sandbox_service.hosted(root / "sandbox", sandbox))
-    return sandbox
-
-
-atexit.register(_scratch.close)

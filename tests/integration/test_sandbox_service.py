@@ -166,3 +166,27 @@ def test_a_port_in_use_is_an_error_naming_it_not_a_traceback():
     assert out.returncode != 0
     assert "cannot listen" in out.stderr and str(port) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_scratch_profile_never_touches_the_users_trading_state_or_sandbox():
+    place("AAPL", 1, "limit", 1.0)  # the user's own sandbox and book, with a resting order
+    assert cli("halt", "--reason", "the user's real halt").returncode == 0
+    user_sandbox = service.running(home())
+    out = script("""
+        import os
+        import brokerkit as bk
+        sandbox = bk.use_scratch_profile("drill")
+        sandbox = bk.use_scratch_profile("drill-2")  # a second one: beside it, not inside it
+        ex = bk.get_execution_service()
+        print(ex.killswitch.state().state, ex.place_order(
+            {"symbol": "NVDA", "side": "buy", "quantity": 1})["status"])
+        print(len(sandbox.broker("paper").orders()), os.environ["BROKERKIT_DATA_DIR"])
+    """)
+    state_line, sandbox_line = out.splitlines()[-2:]
+    assert state_line == "ACTIVE FILLED"
+    count, data_dir = sandbox_line.split()
+    assert count == "1"  # the scratch sandbox holds the scratch order alone
+    assert data_dir == str(Path(os.environ["BROKERKIT_DATA_DIR"]) / "scratch" / "drill-2")
+    state = json.loads(cli("state", "--json").stdout)
+    assert state["state"] == "HALTED" and state["reason"] == "the user's real halt"
+    assert service.running(home())["pid"] == user_sandbox["pid"]  # never stopped nor replaced

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,30 +21,11 @@ from aiohttp import web
 
 from ..faults import InjectedFault
 from .errors import Drop, Reply
-from .state import STATE, AppState
+from .state import STATE, AppState, Bucket
 
-__all__ = ["Bucket", "apply_fault", "endpoint", "faults", "gate"]
+__all__ = ["apply_fault", "endpoint", "faults", "gate"]
 
 Handler = Callable[[web.Request], Awaitable[Any]]
-
-
-class Bucket:
-    """A sliding one-minute log of admitted requests."""
-
-    __slots__ = ("log",)
-
-    def __init__(self) -> None:
-        self.log: deque[float] = deque()
-
-    def admit(self, limit: int, now: float) -> tuple[bool, int, int]:
-        """(admitted, remaining, reset epoch second)."""
-        while self.log and self.log[0] + 60.0 <= now:
-            self.log.popleft()
-        ok = len(self.log) < limit
-        if ok:
-            self.log.append(now)
-        reset = self.log[0] + 60.0 if self.log else now
-        return ok, max(0, limit - len(self.log)), int(reset) + 1
 
 
 def _bucket_of(path: str) -> str:

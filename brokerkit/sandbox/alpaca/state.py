@@ -4,7 +4,7 @@ server, and the per-application state its handlers read (`request.app[STATE]`)."
 from __future__ import annotations
 
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,10 +18,9 @@ from .shapes import alpaca_class, uid
 if TYPE_CHECKING:
     from ..faults import FaultInjector
     from ..market import Listing, Market, Order
-    from .middleware import Bucket
 
 __all__ = ["ACCOUNT", "DEMO_KEY_ID", "DEMO_SECRET_KEY", "STATE", "AlpacaServer", "AppState",
-           "VenueState", "venue_state"]
+           "Bucket", "VenueState", "venue_state"]
 
 #: The Alpaca paper account every sandbox server serves.
 ACCOUNT = "PA-DEMO-1"
@@ -31,6 +30,24 @@ DEMO_SECRET_KEY = "sandbox-demo-secret-not-a-real-key"
 _SEED_CASH = {"USD": 100_000.0}
 _SEED_POSITIONS = (("AAPL", "10", "201.50"), ("SPY", "5.5", "560.00"), ("NVDA", "0.75", "118.20"))
 
+
+class Bucket:
+    """A sliding one-minute log of admitted requests (one per rate-limited API)."""
+
+    __slots__ = ("log",)
+
+    def __init__(self) -> None:
+        self.log: deque[float] = deque()
+
+    def admit(self, limit: int, now: float) -> tuple[bool, int, int]:
+        """(admitted, remaining, reset epoch second)."""
+        while self.log and self.log[0] + 60.0 <= now:
+            self.log.popleft()
+        ok = len(self.log) < limit
+        if ok:
+            self.log.append(now)
+        reset = self.log[0] + 60.0 if self.log else now
+        return ok, max(0, limit - len(self.log)), int(reset) + 1
 
 @dataclass
 class VenueState:
