@@ -20,7 +20,7 @@ Not thread-safe: the sandbox calls it from the runtime loop only (`brokerkit.run
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -319,12 +319,17 @@ class PaperBroker:
     def _rate(self, a: str, b: str) -> Decimal:
         return _D(repr(self.market.fx_rate(a, b)))
 
+    def _open_orders(self, account_id: str) -> Iterator[Order]:
+        """The account's open orders: the engine holds every open order, so this costs what
+        is open, not every order the account ever placed."""
+        return (o for o in self.engine.open_orders
+                if o.owner == self.name and o.account == account_id and o.status.is_open)
+
     def _reserved(self, acct: Account) -> dict[str, Decimal]:
         """What open buy orders may still cost, per currency."""
         out: dict[str, Decimal] = {}
-        for o in self._orders.values():
-            if o.account != acct.account_id or not o.status.is_open or o.side is not Side.BUY \
-                    or o.listing is None:
+        for o in self._open_orders(acct.account_id):
+            if o.side is not Side.BUY or o.listing is None:
                 continue
             ref = o.limit_price or o.stop_price or self.market.quote(o.listing).ask
             cost = o.notional - o.filled_value if o.quantity is None and o.notional else \
@@ -467,9 +472,8 @@ class PaperBroker:
                            f"the account has {have:,.2f}"
                 return ""
             return self._margin_check(acct, qty * ref, li.currency)
-        open_sells = sum((x.remaining for x in self._orders.values()
-                          if x.account == acct.account_id and x.status.is_open
-                          and x.side is Side.SELL and x.key == li.key), _ZERO)
+        open_sells = sum((x.remaining for x in self._open_orders(acct.account_id)
+                          if x.side is Side.SELL and x.key == li.key), _ZERO)
         held = acct.positions[li.key].quantity if li.key in acct.positions else _ZERO
         cost = qty * ref * li.multiplier
         if li.asset_class is AssetClass.FUTURE:  # margined: the notional is never paid
