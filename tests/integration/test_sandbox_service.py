@@ -190,3 +190,29 @@ def test_a_scratch_profile_never_touches_the_users_trading_state_or_sandbox():
     state = json.loads(cli("state", "--json").stdout)
     assert state["state"] == "HALTED" and state["reason"] == "the user's real halt"
     assert service.running(home())["pid"] == user_sandbox["pid"]  # never stopped nor replaced
+
+
+def test_a_restart_keeps_resting_orders_and_fills_at_every_broker_of_the_sandbox():
+    placed = script("""
+        from brokerkit import get_execution_service
+        ex = get_execution_service()
+        for conn in ("paper-us", "alpaca-paper", "ibkr-paper"):
+            rest = ex.place_order(symbol="AAPL", side="buy", quantity=1, order_type="limit",
+                                  limit_price=1, connection=conn)
+            fill = ex.place_order(symbol="MSFT", side="buy", quantity=1, connection=conn)
+            print(conn, rest["status"], rest["order_id"], fill["status"], fill["order_id"])
+    """).splitlines()[-3:]
+    assert cli("sandbox", "stop").returncode == 0
+    seen = script("""
+        from brokerkit import get_brokerage_service
+        svc = get_brokerage_service()
+        for conn in ("paper-us", "alpaca-paper", "ibkr-paper"):
+            a = svc.connected_adapter(conn)
+            print(conn, sorted(map(str, a.open_orders()["order_id"])),
+                  sorted(map(str, a.fills()["order_id"])))
+    """).splitlines()[-3:]
+    for before, after in zip(placed, seen, strict=True):
+        conn, rest, rest_id, fill, fill_id = before.split()
+        assert (rest, fill) == ("ACCEPTED", "FILLED"), before
+        assert after.startswith(conn) and repr(rest_id) in after and repr(fill_id) in after, \
+            (before, after)
