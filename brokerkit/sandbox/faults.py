@@ -7,23 +7,34 @@ A `FaultInjector` holds settings per endpoint name ("balances", "submit", "conne
     faults.set("*", latency_ms=200)
     faults.set("submit", error_next=2)            # the next two submits fail
     faults.set("submit", drop_after_accept=True)  # place the order, then lose the answer
+    faults.set("submit", accept_late_next=1, accept_late_s=15)  # place it 15 s late
     await faults.apply("submit")                  # sleeps / raises as configured
 
 Errors raise `InjectedFault` (carrying an HTTP-like `status`, so REST servers can answer with
-it); a timeout sleeps `timeout_s` and raises `TimeoutError`. Random error rates are seeded.
+it); a timeout sleeps `timeout_s` and raises `TimeoutError`. Random rates are seeded.
+
+A late accept (`take_late`) is a broker that receives an order `accept_late_s` after it was
+sent (a proxy held it): until then a lookup by client order id finds nothing, then the order is
+placed and trades, whether or not the client still waits. Servers place late orders through
+`LateOrders`, which runs each in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import BrokerkitError
 
-__all__ = ["FaultInjector", "FaultSettings", "InjectedFault"]
+__all__ = ["FaultInjector", "FaultSettings", "InjectedFault", "LateOrders"]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RATES = ("error_rate", "accept_late_rate")
 
 
 class InjectedFault(BrokerkitError):
@@ -46,6 +57,9 @@ class FaultSettings:
     timeout: bool = False  # hang for timeout_s, then raise TimeoutError
     timeout_s: float = 30.0
     drop_after_accept: bool | int = False  # True: every submit; N: the next N submits
+    accept_late_next: int = 0  # place the next N submits accept_late_s late
+    accept_late_rate: float = 0.0  # then this fraction of submits (seeded)
+    accept_late_s: float = 15.0  # how long a late submit is held before the broker places it
 
     @property
     def active(self) -> bool:
@@ -70,12 +84,12 @@ def _check(endpoint: str, name: str, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     else:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        if ok and name == "error_rate":
+        if ok and name in _RATES:
             ok = value <= 1
     if not ok:
         raise ValueError(f"fault {name}={value!r} for endpoint {endpoint!r} is invalid "
                          f"(expected {type(default).__name__}"
-                         f"{' between 0 and 1' if name == 'error_rate' else ' >= 0'})")
+                         f"{' between 0 and 1' if name in _RATES else ' >= 0'})")
     return float(value) if isinstance(default, float) else value
 
 
@@ -86,6 +100,7 @@ class FaultInjector:
                  seed: int = 0) -> None:
         self._rules: dict[str, dict[str, Any]] = {}
         self._rng = random.Random(seed)
+        self._late_rng = random.Random(f"accept_late:{seed}")  # errors' draws stay as they were
         for endpoint, values in (settings or {}).items():
             if not isinstance(values, Mapping):
                 raise ValueError(f"faults for endpoint {endpoint!r} must be a table of "
@@ -151,6 +166,77 @@ class FaultInjector:
             return True
         return False
 
+    def take_late(self, endpoint: str = "submit") -> float | None:
+        """The seconds this request must be held before the broker places it (a late
+        accept), or None to place it now; consumes a counted late accept (`accept_late_next`
+        first, then a seeded draw against `accept_late_rate`)."""
+        s = self.settings(endpoint)
+        if s.accept_late_next:
+            rule = self._rule_with(endpoint, "accept_late_next")
+            assert rule is not None
+            rule["accept_late_next"] -= 1
+            return s.accept_late_s
+        if s.accept_late_rate and self._late_rng.random() < s.accept_late_rate:
+            return s.accept_late_s
+        return None
+
     def as_dict(self, endpoint: str) -> dict[str, Any]:
         """The effective settings of `endpoint` as plain JSON-ready values."""
         return asdict(self.settings(endpoint))
+
+
+class LateOrders:
+    """Requests a broker accepts late: each is held its delay, then placed by a task of its
+    own, so it is placed even when the client has given up (a server cancels the handler of a
+    request whose client went away); a client still waiting gets the answer.
+
+    `close()` (also an aiohttp `on_shutdown` receiver) cancels the held ones: an order held
+    when the sandbox stops is never placed, as a broker that never received it. With
+    `tasks`, each held task is also kept in that set while it runs (a set its owner cancels
+    when it stops, as the TWS gateway does with its connections).
+    """
+
+    def __init__(self, tasks: set[asyncio.Task[Any]] | None = None) -> None:
+        self._held: set[asyncio.Task[Any]] = set()
+        self._owner = tasks
+
+    def __repr__(self) -> str:
+        return f"<LateOrders held={len(self)}>"
+
+    def __len__(self) -> int:
+        """How many requests are held now."""
+        return len(self._held)
+
+    def hold(self, delay: float, place: Callable[[], T]) -> asyncio.Task[T]:
+        """Run `place()` after `delay` seconds, whatever becomes of the caller; an error it
+        raises when nobody awaits it is logged."""
+        async def later() -> T:
+            await asyncio.sleep(delay)
+            return place()
+
+        task = asyncio.ensure_future(later())
+        for held in (self._held, self._owner):
+            if held is not None:
+                held.add(task)
+                task.add_done_callback(held.discard)
+        task.add_done_callback(_log_unheard)
+        return task
+
+    async def placed(self, delay: float, place: Callable[[], T]) -> T:
+        """`place()`'s result after `delay` seconds; cancelling the caller (its client went
+        away) leaves the placing to go on."""
+        return await asyncio.shield(self.hold(delay, place))
+
+    async def close(self, _app: object = None) -> None:
+        """Cancel every held request (none of them is placed) and wait for them to end."""
+        held = list(self._held)
+        for task in held:
+            task.cancel()
+        if held:
+            await asyncio.gather(*held, return_exceptions=True)
+
+
+def _log_unheard(task: asyncio.Task[Any]) -> None:
+    """Retrieve a late request's error (its client may be gone) so it is logged once, here."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("a late-accepted request failed: %s", task.exception())

@@ -26,7 +26,10 @@ ISO dates. Errors answer `{"error": message}`: 400 bad input (also an unknown ac
 Faults (`broker.faults`) apply per route, by endpoint name: connect, accounts, balances,
 positions, orders, fills, quotes, instruments, clock, submit, cancel, lookup. An injected
 error answers its status; a timeout holds the answer `timeout_s`, then answers 504;
-`drop_after_accept` on submit places the order and closes the socket without an answer.
+`drop_after_accept` on submit places the order and closes the socket without an answer; a late
+accept on submit (`accept_late_next`, `accept_late_rate`) holds the order `accept_late_s`, then
+places it even if the client has given up (answering 201 if it still waits). An order held
+when the server stops is never placed.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from aiohttp import web
 
 from ..errors import InvalidIntent
 from .broker import DuplicateClientOrderId, PaperBroker, UnknownAccount, UnknownOrder
-from .faults import InjectedFault
+from .faults import InjectedFault, LateOrders
 from .http import LoopbackServer, iso_time, listen
 from .market import Fill, Listing, Order, UnknownSymbol
 
@@ -53,6 +56,7 @@ __all__ = ["make_app", "start_paper"]
 BASE = "/v1/brokers/{broker}"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox")
+LATE = web.AppKey("late_orders", LateOrders)
 _ORDER_FIELDS = frozenset({"account", "symbol", "side", "quantity", "notional", "order_type",
                            "time_in_force", "limit_price", "stop_price", "trail_price",
                            "trail_percent", "client_order_id"})
@@ -295,13 +299,29 @@ async def clock(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/orders", name="submit")
 async def submit(request: web.Request) -> web.Response:
+    """Place an order; a late accept places it after its delay, client or no client."""
     broker = _broker(request)
     try:
         data = await request.json()
     except ValueError:
         raise _Refused("request body is not JSON") from None
+    late = broker.faults.take_late("submit")
+    if late is None:
+        order = _place(broker, data)
+    else:
+        order = await request.app[LATE].placed(late, lambda: _place(broker, data, late=True))
+    if broker.faults.take_drop("submit"):
+        raise _Drop()
+    return web.json_response({"order": _order(order)}, status=201)
+
+
+def _place(broker: PaperBroker, data: Any, *, late: bool = False) -> Order:
+    """The order of request body `data`, placed (`late`: the market brought up to now
+    first, as the middleware does for a request on time)."""
     if not isinstance(data, dict):
         raise _Refused("request body must be a JSON object")
+    if late:
+        broker.process()
     unknown = sorted(set(data) - _ORDER_FIELDS)
     if unknown:
         raise _Refused(f"unknown order field {unknown[0]!r}; expected one of "
@@ -311,10 +331,7 @@ async def submit(request: web.Request) -> web.Response:
             raise _Refused(f"order field {name!r} is required (a non-empty string)")
     kwargs = {k: v for k, v in data.items() if v is not None
               and k not in ("account", "symbol", "side")}
-    order = broker.submit(data["account"], data["symbol"], data["side"], **kwargs)
-    if broker.faults.take_drop("submit"):
-        raise _Drop()
-    return web.json_response({"order": _order(order)}, status=201)
+    return broker.submit(data["account"], data["symbol"], data["side"], **kwargs)
 
 
 @routes.delete(BASE + "/orders/{order_id}", name="cancel")
@@ -340,6 +357,8 @@ def make_app(sandbox: Sandbox) -> web.Application:
     """The aiohttp application serving `sandbox`'s paper brokers."""
     app = web.Application(middlewares=[errors, faults])
     app[SANDBOX] = sandbox
+    app[LATE] = late = LateOrders()
+    app.on_shutdown.append(late.close)  # held orders are never placed
     app.router.add_routes(routes)
     return app
 

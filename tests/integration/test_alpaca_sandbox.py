@@ -4,6 +4,7 @@ for anyone's code."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -27,6 +28,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
     TrailingStopOrderRequest,
 )
+from requests.adapters import HTTPAdapter
 
 from brokerkit import runtime
 from brokerkit.sandbox.alpaca import ACCOUNT, start_alpaca
@@ -353,6 +355,56 @@ def test_dropped_connection_after_accept_places_the_order_once(server, client):
     every = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
     assert [o.client_order_id for o in every].count(cid) == 1
     assert server.requests["POST /v2/orders"] == 1
+
+
+class _Timeout(HTTPAdapter):
+    """requests' way to give a session a default timeout (alpaca-py sets none)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def send(self, request, **kwargs):
+        kwargs["timeout"] = self.seconds
+        return super().send(request, **kwargs)
+
+
+def test_accept_late_places_the_order_after_the_client_gave_up(server, client):
+    server.broker.faults.set("submit", accept_late_next=1, accept_late_s=0.5)
+    impatient = TradingClient(KEY, SECRET, paper=True, url_override=server.url)
+    impatient._session.mount("http://", _Timeout(0.15))
+    cid = coid()
+    with pytest.raises(requests.Timeout):
+        impatient.submit_order(market(client_order_id=cid))
+    assert api_error(client.get_order_by_client_id, cid).status_code == 404
+    time.sleep(0.5)
+    found = client.get_order_by_client_id(cid)
+    assert found.status is OrderStatus.FILLED and float(found.filled_qty) == 1
+    every = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
+    assert [o.client_order_id for o in every].count(cid) == 1
+    assert server.requests["POST /v2/orders"] == 1
+
+
+def test_accept_late_answers_alpacas_refusal_to_a_client_that_waits(server, client):
+    server.broker.faults.set("submit", accept_late_next=2, accept_late_s=0.1)
+    cid = coid()
+    started = time.perf_counter()
+    assert client.submit_order(market(client_order_id=cid)).client_order_id == cid
+    assert time.perf_counter() - started >= 0.1
+    err = api_error(client.submit_order, market(client_order_id=cid))
+    assert err.status_code == 422 and "client_order_id must be unique" in str(err)
+
+
+def test_an_order_held_when_the_server_stops_is_never_placed(sandbox, server):
+    server.broker.faults.set("submit", accept_late_next=1, accept_late_s=0.4)
+    impatient = TradingClient(KEY, SECRET, paper=True, url_override=server.url)
+    impatient._session.mount("http://", _Timeout(0.05))
+    cid = coid()
+    with pytest.raises(requests.Timeout):
+        impatient.submit_order(market(client_order_id=cid))
+    runtime.run(server.close())
+    time.sleep(0.45)
+    assert server.broker.find_client_order(cid) is None
 
 
 def test_account_state_survives_a_server_restart(sandbox, server, client):

@@ -3,6 +3,8 @@ loop: what any client (not only `PaperAdapter`) can rely on."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -106,6 +108,71 @@ async def test_drop_after_accept_places_the_order_and_closes_the_socket(served):
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await call(http, "POST", f"{B}/orders", json=order("dropped"))
     assert sandbox.broker("paper").find_client_order("dropped") is not None
+
+
+async def test_accept_late_places_the_order_after_the_client_gave_up(served):
+    sandbox, http = served
+    sandbox.broker("paper").faults.set("submit", accept_late_next=1, accept_late_s=0.4)
+    with pytest.raises(TimeoutError):
+        await call(http, "POST", f"{B}/orders", json=order("late"),
+                   timeout=aiohttp.ClientTimeout(total=0.1))
+    status, _ = await call(http, "GET", f"{B}/orders:by-client-id/late")
+    assert status == 404  # not at the broker yet: a lookup now proves nothing
+    await asyncio.sleep(0.45)
+    status, body = await call(http, "GET", f"{B}/orders:by-client-id/late")
+    assert status == 200 and body["order"]["status"] == "FILLED"
+    assert len(sandbox.broker("paper").orders()) == 1
+
+
+async def test_accept_late_answers_a_client_that_still_waits_after_the_delay(served):
+    sandbox, http = served
+    sandbox.broker("paper").faults.set("submit", accept_late_next=1, accept_late_s=0.2)
+    t0 = time.perf_counter()
+    status, body = await call(http, "POST", f"{B}/orders", json=order("patient"))
+    assert status == 201 and body["order"]["client_order_id"] == "patient"
+    assert time.perf_counter() - t0 >= 0.2
+    status, _ = await call(http, "POST", f"{B}/orders", json=order("on-time"))
+    assert status == 201  # the count is used up
+
+
+async def test_a_late_order_refused_by_the_broker_answers_its_refusal(served):
+    sandbox, http = served
+    sandbox.broker("paper").faults.set("submit", accept_late_next=1, accept_late_s=0.05)
+    status, body = await call(http, "POST", f"{B}/orders",
+                              json=order("bad", account="NOPE-1"))
+    assert status == 400 and "'NOPE-1'" in body["error"]
+
+
+async def test_an_order_held_when_the_sandbox_stops_is_never_placed():
+    sandbox = Sandbox(seed=97)
+    sandbox.market.clock.freeze(MONDAY)
+    servers = await sandbox.start_servers_async()
+    sandbox.broker("paper").faults.set("submit", accept_late_next=1, accept_late_s=0.3)
+    async with aiohttp.ClientSession(servers["paper"]["url"]) as http:
+        with pytest.raises(TimeoutError):
+            await call(http, "POST", f"{B}/orders", json=order("held"),
+                       timeout=aiohttp.ClientTimeout(total=0.05))
+    t0 = time.perf_counter()
+    await sandbox.stop_servers_async()
+    assert time.perf_counter() - t0 < 0.3  # stopping does not wait for the held order
+    await asyncio.sleep(0.35)
+    assert sandbox.broker("paper").find_client_order("held") is None
+
+
+async def test_the_control_api_sets_late_accepts_for_every_broker(served):
+    sandbox, _ = served
+    control = (await sandbox.start_servers_async())["control"]["url"]  # already running
+    late = {"endpoint": "submit", "accept_late_rate": 0.2, "accept_late_next": 1,
+            "accept_late_s": 0.5}
+    async with aiohttp.ClientSession(control) as http:
+        for broker in ("paper", "alpaca", "ibkr"):
+            status, body = await call(http, "POST", "/v1/faults", json={"broker": broker, **late})
+            assert status == 200
+            assert body["faults"]["submit"] == {k: v for k, v in late.items() if k != "endpoint"}
+            assert sandbox.broker(broker).faults.take_late() == 0.5
+        status, body = await call(http, "POST", "/v1/faults",
+                                  json={"broker": "paper", **late, "accept_late_rate": 1.5})
+    assert status == 400 and "accept_late_rate=1.5" in body["error"]
 
 
 async def test_an_injected_error_answers_its_status(served):

@@ -412,6 +412,68 @@ async def test_drop_mid_order_then_reconnect(gateway: TwsGateway, caplog_ib) -> 
     assert_clean(caplog_ib, allowed_text=("Peer closed connection",))
 
 
+async def test_accept_late_places_the_order_after_the_client_gave_up(gateway: TwsGateway,
+                                                                    caplog_ib) -> None:
+    gateway.faults.accept_next_order_late(delay_s=0.3)
+    ib = await connect(gateway, client_id=43)
+    aapl = Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(aapl)
+    order = LimitOrder("BUY", 2, 100.0)
+    order.orderRef = "late-1"
+    trade = ib.placeOrder(aapl, order)
+    await asyncio.sleep(0.05)
+    assert trade.orderStatus.status == "PendingSubmit"  # no answer yet
+    ib.disconnect()  # the client gives up
+
+    again = await connect(gateway, client_id=43)  # at once: the broker has no such order
+    try:
+        assert [t for t in again.trades() if t.order.orderRef == "late-1"] == []
+        assert not [o for o in gateway.state.orders.values() if o.order_ref == "late-1"]
+        assert again.client.getReqId() > order.orderId  # its order id is taken
+    finally:
+        again.disconnect()
+    await asyncio.sleep(0.3)
+
+    later = await connect(gateway, client_id=43)
+    try:
+        [found] = [t for t in later.openTrades() if t.order.orderRef == "late-1"]
+        assert found.order.orderId == order.orderId and found.orderStatus.remaining == 2
+        assert found.orderStatus.status == "Submitted"
+    finally:
+        later.disconnect()
+    assert_clean(caplog_ib, allowed_text=("Peer closed connection",))
+
+
+async def test_accept_late_answers_a_session_that_is_still_connected(gateway: TwsGateway,
+                                                                    ib: IB, caplog_ib) -> None:
+    gateway.faults.accept_next_order_late(delay_s=0.2)
+    aapl = Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(aapl)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    trade = ib.placeOrder(aapl, MarketOrder("BUY", 3))
+    assert await ib.reqCurrentTimeAsync() == _FROZEN  # the session reads on meanwhile
+    assert trade.orderStatus.status == "PendingSubmit"
+    await asyncio.wait_for(trade.filledEvent, 2)
+    assert loop.time() - start >= 0.2 and trade.orderStatus.filled == 3
+    assert_clean(caplog_ib)
+
+
+async def test_an_order_held_when_the_gateway_closes_is_never_placed(caplog_ib) -> None:
+    sandbox = Sandbox(seed=12, clock=Clock(_FROZEN))
+    gw = await start_tws(sandbox)
+    ib = await connect(gw)
+    aapl = Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(aapl)
+    gw.faults.accept_next_order_late(delay_s=0.2)
+    ib.placeOrder(aapl, MarketOrder("BUY", 1))
+    await asyncio.sleep(0.05)
+    ib.disconnect()
+    await gw.close()
+    await asyncio.sleep(0.25)
+    assert gw.state.orders == {} and gw.state.executions == []
+
+
 async def test_latency_fault(gateway: TwsGateway, ib: IB, caplog_ib) -> None:
     gateway.faults.latency_ms = 80
     loop = asyncio.get_running_loop()

@@ -42,7 +42,9 @@ control server with `{"broker": "alpaca", ...}`), by endpoint name: balances (ac
 positions, orders (list), lookup (get one, by client id), submit, cancel, fills (activities),
 instruments (assets), clock (clock, calendar), quotes (market data). An injected error answers
 its status; a timeout hangs `timeout_s` then answers 504; `drop_after_accept` on submit places
-the order and closes the socket without an answer.
+the order and closes the socket without an answer; `accept_late_next` / `accept_late_rate` hold
+a submit `accept_late_s` before the broker places it, even after the client gave up (the answer
+goes to a client still waiting).
 
 The order rules come from `brokerkit.venues.alpaca` and are enforced by `rules`, never by
 importing the Alpaca adapter.

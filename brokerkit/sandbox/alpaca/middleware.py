@@ -1,5 +1,6 @@
 """The middlewares every Alpaca route passes: request counts, auth, the rate limit and error
-answers (`gate`), then the endpoint's injected faults (`faults`).
+answers (`gate`), then the endpoint's injected faults (`faults`); `app[LATE]` holds the
+orders the broker accepts late (`serve_late_orders` gives an application its own).
 
 A handler names its fault endpoint with `@endpoint("positions")`, which also turns a returned
 dict or list into a JSON answer. Auth: `APCA-API-KEY-ID` / `APCA-API-SECRET-KEY`; wrong keys
@@ -19,13 +20,21 @@ from typing import Any
 
 from aiohttp import web
 
-from ..faults import InjectedFault
+from ..faults import InjectedFault, LateOrders
 from .errors import Drop, Reply
 from .state import STATE, AppState, Bucket
 
-__all__ = ["apply_fault", "endpoint", "faults", "gate"]
+__all__ = ["LATE", "apply_fault", "endpoint", "faults", "gate", "serve_late_orders"]
 
 Handler = Callable[[web.Request], Awaitable[Any]]
+LATE = web.AppKey("alpaca_late_orders", LateOrders)
+
+
+def serve_late_orders(app: web.Application) -> None:
+    """Give `app` the holder of its late-accepted orders (`app[LATE]`); stopping the server
+    cancels them: an order held when it stops is never placed."""
+    app[LATE] = late = LateOrders()
+    app.on_shutdown.append(late.close)
 
 
 def _bucket_of(path: str) -> str:

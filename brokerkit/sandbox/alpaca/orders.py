@@ -3,18 +3,22 @@ all."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ...model import OrderStatus
 from ..broker import DuplicateClientOrderId
 from .errors import Drop, not_found, unprocessable
-from .middleware import apply_fault, endpoint
+from .middleware import LATE, apply_fault, endpoint
 from .params import int_param, time_param
 from .rules import check_order, refusal
 from .shapes import OPEN_STATUSES, STATUS, order_json
 from .state import ACCOUNT, STATE
+
+if TYPE_CHECKING:
+    from ..market import Order
+    from .state import AppState
 
 __all__ = ["routes"]
 
@@ -24,7 +28,9 @@ routes = web.RouteTableDef()
 @routes.post("/v2/orders")
 async def submit(request: web.Request) -> web.StreamResponse:
     """Place an order (Alpaca's rules in `rules.check_order`); `drop_after_accept` places it
-    and closes the socket without an answer."""
+    and closes the socket without an answer; a late accept (`accept_late_next`,
+    `accept_late_rate`) holds it `accept_late_s`, then places it whether or not the client
+    still waits for the answer."""
     state = request.app[STATE]
     try:
         data = await request.json()
@@ -33,6 +39,19 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if not isinstance(data, dict):
         raise unprocessable("request body format is invalid")
     await apply_fault(state, "submit")
+    late = state.faults.take_late("submit")
+    if late is None:
+        o, extended = _place(state, data)
+    else:
+        o, extended = await request.app[LATE].placed(late, lambda: _place(state, data))
+    if state.faults.take_drop("submit"):
+        raise Drop()
+    return web.json_response(order_json(o, extended))
+
+
+def _place(state: AppState, data: dict[str, Any]) -> tuple[Order, bool]:
+    """The order of request body `data` placed, and its extended-hours flag; raises the
+    `Reply` Alpaca answers a refused order with."""
     broker, venue = state.broker, state.venue
     broker.process()
     kwargs = check_order(state, data)
@@ -46,9 +65,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
         venue.refused.add(o.order_id)
         raise refusal(state, o, kwargs)
     venue.extended_hours[o.order_id] = extended
-    if state.faults.take_drop("submit"):
-        raise Drop()
-    return web.json_response(order_json(o, extended))
+    return o, extended
 
 
 @routes.get("/v2/orders")

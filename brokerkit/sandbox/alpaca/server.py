@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..http import listen
 from . import account, market_data, orders
-from .middleware import faults, gate
+from .middleware import faults, gate, serve_late_orders
 from .state import ACCOUNT, DEMO_KEY_ID, DEMO_SECRET_KEY, STATE, AlpacaServer, AppState
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def make_app(server: AlpacaServer, *, key_id: str, secret_key: str) -> web.Appli
     """The aiohttp application of `server` (its broker, venue, limits and counters)."""
     app = web.Application(middlewares=[gate, faults])
     app[STATE] = AppState(server, key_id, secret_key)
+    serve_late_orders(app)
     for table in (account.routes, orders.routes, market_data.routes):
         app.router.add_routes(table)
     return app

@@ -5,6 +5,12 @@ Settings that live in the sandbox broker's shared `FaultInjector` (so the contro
 
 - endpoint "submit", `drop_after_accept` (True or a count): the gateway books the order (it
   fills as usual) but drops the client's socket before sending any answer;
+- endpoint "submit", `accept_late_next` (a count) / `accept_late_rate` (a seeded fraction)
+  with `accept_late_s`: the gateway processes a new order's placeOrder only that many seconds
+  after it arrived (until then the order does not exist; the session goes on reading), then
+  books it and answers openOrder/orderStatus to the session if it is still connected; a
+  session that reconnects with the same clientId finds the order (open orders, completed
+  orders, executions). An order held when the gateway closes is never placed;
 - endpoint "tws" (or "*"), `latency_ms`: delay before each request is handled.
 
 Gateway-only switches (`server.faults`): `connectivity_lost()` / `connectivity_restored()`
@@ -14,7 +20,10 @@ messages per second per session), `drop_connections()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from ..faults import LateOrders
 
 if TYPE_CHECKING:
     from ..faults import FaultInjector
@@ -35,6 +44,7 @@ class GatewayFaults:
         self._gw = gateway
         self.pacing_limit = pacing_limit
         self.connected = True
+        self._late = LateOrders(gateway._tasks)  # the gateway cancels them when it closes
 
     @property
     def _injector(self) -> FaultInjector:
@@ -53,6 +63,21 @@ class GatewayFaults:
         self._injector.set("submit", drop_after_accept=count)
 
     drop_after_order = drop_next_order
+
+    def accept_next_order_late(self, count: int = 1, delay_s: float | None = None) -> None:
+        """Process the next `count` new orders `delay_s` (default: `accept_late_s`) after
+        they arrive."""
+        extra = {} if delay_s is None else {"accept_late_s": delay_s}
+        self._injector.set("submit", accept_late_next=count, **extra)
+
+    def take_late(self) -> float | None:
+        """The delay of this new order's placing (a late accept), or None for now."""
+        return self._injector.take_late("submit")
+
+    def place_late(self, delay: float, place: Callable[[], None]) -> None:
+        """Run `place()` after `delay` seconds, whether or not its session is still there;
+        when the gateway closes first it never runs."""
+        self._late.hold(delay, place)
 
     def connectivity_lost(self) -> None:
         """Send error 1100 to every session."""

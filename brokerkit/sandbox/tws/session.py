@@ -23,7 +23,7 @@ from .contracts import TwsContract
 from .ledger import account_values, summary_rows
 from .recorder import SessionLog
 from .records import TwsOrder
-from .requests import parse_contract, parse_place_order
+from .requests import PlaceOrderRequest, parse_contract, parse_place_order
 from .state import PortfolioLine, ib_time
 
 if TYPE_CHECKING:
@@ -135,11 +135,16 @@ class Session:
                 self.error(-1, 322, "Error processing request.-API not started")
             return
         handler = self._handlers.get(msg_id)
+        if handler is None:
+            self._unsupported(msg_id, fields)
+        else:
+            self._handle(msg_id, fields, handler)
+
+    def _handle(self, msg_id: int, fields: list[str], handler: Handler) -> None:
+        """`handler(fields)`; a bad request or a gateway bug answers error 322 with the
+        request's id (the connection stays)."""
         try:
-            if handler is None:
-                self._unsupported(msg_id, fields)
-            else:
-                handler(fields)
+            handler(fields)
         except (FieldError, ValueError, IndexError) as exc:
             _log.warning("tws: bad request %s: %s", fields[:4], exc)
             self.error(_req_id_of(msg_id, fields), 322,
@@ -384,6 +389,21 @@ class Session:
         if req.leftover:
             _log.warning("tws: placeOrder had %d unread fields: %s", req.leftover,
                          fields[-req.leftover:])
+        ids = self.state.max_order_id
+        if not req.what_if and req.order_id > ids.get(self.client_id, 0):  # a new order
+            late = self.gw.faults.take_late()
+            if late is not None:  # a late accept: processed then, session or not
+                ids[self.client_id] = req.order_id  # taken now: nextValidId passes it
+                self.gw.faults.place_late(late, lambda: self._handle(
+                    3, fields, lambda _: self._place(req, id_taken=True)))
+                return
+        self._place(req)
+
+    def _place(self, req: PlaceOrderRequest, *, id_taken: bool = False) -> None:
+        """Book the order of a placeOrder (or modify it, or answer its what-if); answers go
+        to this session while it is connected. `id_taken`: a late accept took its order id
+        when it arrived."""
+        assert self.client_id is not None
         oid = req.order_id
         found = self.state.contracts.match(req.contract)
         if len(found) != 1:
@@ -411,7 +431,7 @@ class Session:
         if existing is not None:
             self._modify(existing, req.total_qty, req.lmt_price, req.aux_price)
             return
-        if oid <= self.state.max_order_id.get(self.client_id, 0):
+        if not id_taken and oid <= self.state.max_order_id.get(self.client_id, 0):
             self.error(oid, 103, "Duplicate order id")
             return
         w = self.state.what_if(account, c, req.action, req.total_qty, req.lmt_price)
