@@ -5,8 +5,8 @@
    alpaca-py `submit_order`, and their ratio (target >= 0.85); one order at a time, each
    called from the main thread, interleaved. A third line, brokerkit's adapter `submit` alone
    (no checks, no journal), splits the gap into what the pipeline costs and what the adapter
-   costs. A waiting caller's thread sends the order itself (`Adapter.submits_here`), so the
-   adapter alone costs about what bare alpaca-py does. Last, for scale, both again with the
+   costs. Every order goes through the runtime loop, and alpaca-py's call runs in a worker
+   thread (the hand-overs are part of the pipeline's cost). Last, for scale, both again with the
    sandbox's order endpoint answering after 20 ms (the round trip to Alpaca from a nearby
    cloud region), set through the sandbox's control API.
 2. With the sandbox's 200 requests/min on and `on_rate_limit = "wait"`: orders sent as fast as

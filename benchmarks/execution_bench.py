@@ -1,42 +1,49 @@
-"""The order pipeline's own cost, and guarded `place_order` next to the adapter's bare `submit`.
+"""The order pipeline's own cost, and `place_order` next to the adapter's bare `submit`.
 
 Printed in one run:
-1. per-order cost of the pre-trade checks (median, p99; target under 100 us) and of the journal
-   insert on SQLite (median, p99; target under 1 ms);
-2. orders per second through `ExecutionService.place_order` next to `PaperAdapter.submit` on the
-   same sandbox (its paper server, over loopback), one order at a time, with the paper broker
-   answering at once (the pipeline's whole cost shows) and with 20 ms and 50 ms round trips
-   (what a broker's order API costs, injected on the server), and the ratio (target at least
-   0.85).
+1. the pre-trade checks alone (median, p99) and the journal insert on SQLite (median, p99);
+2. the pipeline's own cost per order (p50, p99, in us; target p99 under 2 ms with the broker
+   answering at once): the time `place_order` takes less the time its adapter submit took
+   (observed by timing our own adapter's `submit_async`: validate, route, checks, journal,
+   hand-overs to the runtime loop and back, recording);
+3. orders per second through `ExecutionService.place_order` (the sync face every script uses)
+   next to `PaperAdapter.submit` on the same sandbox, one order at a time from the main thread,
+   interleaved (bare, guarded, bare, guarded...) on the same sandbox broker, with the broker
+   answering at once and with 20 ms and 50 ms round trips (injected on the server through its
+   control API), and the ratio (target >= 0.95 at 20 ms: what matters is the cost next to a
+   real broker's round trip). Both sides see the same broker state and the same background
+   work (the guarded side's fill pulls and cache refreshes run in its own time).
 
-Both sides are measured the same way: from a coroutine on the runtime loop, one order at a
-time, and interleaved (bare, guarded, bare, guarded...) on the same sandbox broker, so both see
-the same broker state (the paper broker's cost per order grows with the orders it holds) and
-the same background work (the guarded side's fill pulls and cache refreshes run in its own
-time: they are part of the pipeline). Each side's rate is its order count over the time spent
-in its own calls.
+The sandbox runs as the user's sandbox service does, in a process of its own (a temporary
+home, a fresh one for each round trip), so the broker's own work is not counted in this
+process.
+
+Run: `.venv/bin/python benchmarks/execution_bench.py [--orders 300]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import tempfile
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
 
-from brokerkit import runtime
 from brokerkit.book import Book
 from brokerkit.config import ConnectionConfig, Settings
 from brokerkit.execution.limits import parse_risk
 from brokerkit.execution.risk import CheckContext, InstrumentFacts, run_checks
 from brokerkit.execution.service import ExecutionService, new_client_order_id
 from brokerkit.model import AssetClass, OrderIntent
-from brokerkit.sandbox import Sandbox
+from brokerkit.sandbox import service as sandbox_service
 from brokerkit.service import BrokerageService
 
-N_CHECKS, N_JOURNAL, N_ORDERS = 20_000, 2_000, 300
+N_CHECKS, N_JOURNAL = 20_000, 2_000
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -79,69 +86,110 @@ def bench_journal(book: Book) -> tuple[float, float]:
     return statistics.median(times), pct(times, 0.99)
 
 
-def throughput(sandbox: Sandbox, latency_ms: float, book_url: str) -> tuple[float, float]:
+class _Timed:
+    """Times our own adapter's `submit_async` (an observer on the instance; nothing in the
+    SDK or the adapter's behaviour changes)."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.spent: list[float] = []
+        self._submit = adapter.submit_async
+
+        async def timed(intent: OrderIntent, coid: str) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await self._submit(intent, coid)
+            finally:
+                self.spent.append(time.perf_counter() - t0)
+
+        adapter.submit_async = timed
+
+
+def set_latency(control_url: str, broker: str, latency_ms: float) -> None:
+    """The sandbox broker answers order POSTs after `latency_ms` (its control API)."""
+    body = json.dumps({"broker": broker, "endpoint": "submit", "latency_ms": latency_ms})
+    req = Request(f"{control_url}/v1/faults", data=body.encode(),
+                  headers={"Content-Type": "application/json"}, method="POST")
+    with urlopen(req, timeout=10) as answer:
+        answer.read()
+
+
+def run_at(servers: dict[str, Any], latency_ms: float, book_url: str, orders: int
+           ) -> tuple[float, float, list[float]]:
+    """(bare orders/s, guarded orders/s, the pipeline's own cost of each guarded order)."""
     broker = f"bench-{uuid.uuid4().hex[:8]}"
     if latency_ms:
-        sandbox.broker(broker).faults.set("*", latency_ms=latency_ms)
+        set_latency(servers["control"]["url"], broker, latency_ms)
     conn = ConnectionConfig("paper-us", "paper", accounts=("DEMO-MARGIN-1",),
-                            options={"url": sandbox.servers["paper"]["url"], "broker": broker,
+                            options={"url": servers["paper"]["url"], "broker": broker,
                                      "rate_limit": False})  # measure the pipeline, not a cap
     settings = Settings(connections={"paper-us": conn}, book_url=book_url,
-                        risk={"duplicate_window_seconds": 0})
+                        risk={"duplicate_window_seconds": 0, "max_orders_per_second": 100_000},
+                        routing={"default": "paper-us"})
     svc = BrokerageService(settings)
     svc.connect()
     ex = ExecutionService(svc, Book(book_url))
-    adapter = svc.adapter("paper-us")
+    bare = svc.adapter("paper-us")
     intents = [OrderIntent.of(symbol="AAPL", side=s, quantity=1, account="DEMO-MARGIN-1")
                for s in ("buy", "sell")]
-
-    async def both() -> tuple[float, float]:
-        await ex.place_order_async(intents[0])  # warm the caches, as a running service has
-        await adapter.submit_async(intents[1], new_client_order_id())
-        spent_bare = spent_guarded = 0.0
-        for i in range(N_ORDERS):
-            intent = intents[i % 2]
-            t0 = time.perf_counter()
-            await adapter.submit_async(intent, new_client_order_id())
-            t1 = time.perf_counter()
-            r = await ex.place_order_async(intent)
-            t2 = time.perf_counter()
-            assert r.ok, r
-            spent_bare += t1 - t0
-            spent_guarded += t2 - t1
-        return N_ORDERS / spent_bare, N_ORDERS / spent_guarded
-
-    b, g = runtime.run(both())
+    assert ex.place_order(intents[0]).ok  # warm the caches, as a running service has
+    bare.submit(intents[1], new_client_order_id())
+    timed = _Timed(bare)  # from here the guarded side's submits are timed
+    spent_bare = spent_guarded = 0.0
+    own: list[float] = []
+    for i in range(orders):
+        intent = intents[i % 2]
+        t0 = time.perf_counter()
+        bare.submit(intent, new_client_order_id())  # the sync face, through the runtime too
+        t1 = time.perf_counter()
+        r = ex.place_order(intent)
+        t2 = time.perf_counter()
+        assert r.ok, r
+        spent_bare += t1 - t0
+        spent_guarded += t2 - t1
+        own.append((t2 - t1) - timed.spent[-1])
     ex.close()
     svc.close()
-    return b, g
+    return orders / spent_bare, orders / spent_guarded, own
 
 
 def main() -> None:
-    sandbox = Sandbox()
-    sandbox.start_servers()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=300)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         med, p99 = bench_checks()
-        print(f"pre-trade checks (all 15, context included), {N_CHECKS} orders:")
-        print(f"  median {med * 1e6:7.1f} us   p99 {p99 * 1e6:7.1f} us   "
-              f"target < 100 us -> {'MET' if med < 100e-6 else 'MISSED'}")
+        print(f"pre-trade checks (all, context included), {N_CHECKS} orders:")
+        print(f"  median {med * 1e6:7.1f} us   p99 {p99 * 1e6:7.1f} us")
         book = Book(f"sqlite:///{Path(tmp) / 'journal.db'}")
         med, p99 = bench_journal(book)
         print(f"journal insert on SQLite (trading state re-read in the same transaction), "
               f"{N_JOURNAL} orders:")
-        print(f"  median {med * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   "
-              f"target < 1 ms -> {'MET' if med < 1e-3 else 'MISSED'}")
-        print(f"throughput, {N_ORDERS} orders each, one at a time, interleaved on the same "
-              f"sandbox broker, SQLite book:")
+        print(f"  median {med * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms")
+        print(f"place_order next to the bare adapter submit, {args.orders} orders each, one at "
+              f"a time from the main thread, interleaved, SQLite book:")
+        ratios: dict[float, float] = {}
+        own0: list[float] = []
         for latency in (0.0, 20.0, 50.0):
-            b, g = throughput(sandbox, latency,
-                              f"sqlite:///{Path(tmp) / f'book-{latency}.db'}")
+            home = Path(tmp) / f"sandbox-{latency:g}"  # a fresh broker service each time
+            servers = sandbox_service.ensure_running(home)["servers"]
+            try:
+                b, g, own = run_at(servers, latency,
+                                   f"sqlite:///{Path(tmp) / f'book-{latency}.db'}", args.orders)
+            finally:
+                sandbox_service.stop(home)
+            ratios[latency] = g / b
+            if not latency:
+                own0 = own
             label = "broker answers at once" if not latency else \
                 f"broker round trip {latency:.0f} ms"
-            print(f"  {label:<28} bare submit {b:8.1f}/s   guarded place_order {g:8.1f}/s   "
-                  f"ratio {g / b:.2f}")
-        print("target: ratio >= 0.85 against a broker with a real round trip")
-    sandbox.stop_servers()
+            print(f"  {label:<28} bare submit {b:8.1f}/s   place_order {g:8.1f}/s   "
+                  f"ratio {g / b:.3f}   pipeline's own cost p50 "
+                  f"{statistics.median(own) * 1e6:6.0f} us  p99 {pct(own, 0.99) * 1e6:6.0f} us")
+        p99 = pct(own0, 0.99)
+        print(f"target: ratio >= 0.95 at 20 ms -> "
+              f"{'MET' if ratios[20.0] >= 0.95 else 'MISSED'} ({ratios[20.0]:.3f}); "
+              f"pipeline's own cost p99 < 2 ms at 0 ms -> "
+              f"{'MET' if p99 < 2e-3 else 'MISSED'} ({p99 * 1e6:.0f} us)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "get_secret_store": "brokerkit.secrets",
     # errors
     "AdapterError": "brokerkit.errors",
+    "BookUnavailable": "brokerkit.errors",
     "BrokerkitError": "brokerkit.errors",
     "ConfigError": "brokerkit.errors",
     "ConnectionDown": "brokerkit.errors",
@@ -65,6 +66,7 @@ __all__ = [
     "AdapterError",
     "AssetClass",
     "Book",
+    "BookUnavailable",
     "BrokerageService",
     "BrokerkitError",
     "ConfigError",

@@ -75,8 +75,9 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     from .service import get_brokerage_service
 
     status = get_brokerage_service().get_status()
+    book_error = _book_error()
     if args.json:
-        _print_json(status, out)
+        _print_json({**status, "book": {"ok": book_error is None, "error": book_error}}, out)
     else:
         s = status["summary"]
         out.write(f"Total buying power: {s['total_buying_power']:,.2f} {s['base_currency']}   "
@@ -90,7 +91,23 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
         rows["last_error"] = rows["last_error"].fillna("")
         _table(rows, ["name", "institution", "status", "latency_ms", "accounts", "buying_power",
                       "last_error"], out)
+    if book_error is not None:
+        sys.stderr.write(f"brokerkit: {book_error}\n")
+        return 1
     return 0 if all(c["status"] != "down" for c in status["connections"]) else 1
+
+
+def _book_error() -> str | None:
+    """Why the configured book cannot be used (`BookUnavailable`'s message), or None."""
+    from .book import open_book
+    from .config import load_settings
+    from .errors import BookUnavailable
+
+    try:
+        open_book(load_settings().book_url).get_trading_state()
+    except BookUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def cmd_balances(args: argparse.Namespace, out: IO[str]) -> int:

@@ -128,13 +128,19 @@ class TimeInForce(_Choice):
 
 
 class OrderStatus(_Choice):
-    """Where an order stands. The first five are the answers `place_order` gives."""
+    """Where an order stands. The first six are the answers `place_order` gives.
+
+    UNCERTAIN: the order was sent and the broker's answer was lost (a timeout, a dropped
+    connection, a 5xx), and the broker has not shown it since: it may be live. It is neither
+    open nor final; the pipeline keeps looking it up by client order id until the broker
+    answers (then the broker's status replaces it). Never place it again meanwhile."""
 
     FILLED = "FILLED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
     ERROR = "ERROR"
+    UNCERTAIN = "UNCERTAIN"
     PENDING = "PENDING"
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"
@@ -150,7 +156,8 @@ class OrderStatus(_Choice):
 
     @property
     def is_final(self) -> bool:
-        return not self.is_open
+        """The broker has said its last word (UNCERTAIN is neither open nor final)."""
+        return not self.is_open and self is not OrderStatus.UNCERTAIN
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +449,8 @@ class Violation:
 
 @dataclass(frozen=True)
 class OrderResult(Mapping[str, Any]):
-    """The answer to an order: FILLED, PARTIALLY_FILLED, ACCEPTED, REJECTED or ERROR, and why.
+    """The answer to an order: FILLED, PARTIALLY_FILLED, ACCEPTED, REJECTED, ERROR or
+    UNCERTAIN (sent, and the broker has not shown it yet: never place it again), and why.
 
     Readable as a mapping (`result['status']`, `dict(result)`) and by attribute.
     """

@@ -35,6 +35,8 @@ from .fx import FxRates
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .execution.sharedlimit import RateLimitStore
+
 __all__ = ["BrokerageService", "get_brokerage_service", "reset_brokerage_service"]
 
 log = logging.getLogger("brokerkit.service")
@@ -57,6 +59,9 @@ class _Entry:
     failures: int = 0
     next_attempt: float = 0.0
     lock: asyncio.Lock | None = None
+    #: the last submit fault or rate-limit pushback, until a submit is answered again: the
+    #: connection shows degraded with it whatever its reads say
+    trading_error: str | None = None
 
 
 def _now() -> datetime:
@@ -81,6 +86,14 @@ class BrokerageService(runtime.Bridged):
         self.settings = apply_profile(settings if settings is not None else load_settings())
         self.call_timeout = call_timeout
         self.base_currency = self.settings.base_currency
+        #: True once `close()` was called (background work stops connecting)
+        self.closed = False
+        #: rate limits per broker credential, shared through the book with every process
+        self.rate_limits: RateLimitStore | None = None
+        if self.settings.book_url:
+            from .execution.sharedlimit import RateLimitStore
+
+            self.rate_limits = RateLimitStore(self.settings.book_url)
         self._entries: dict[str, _Entry] = {}
         for name, cfg in self.settings.connections.items():
             if cfg.enabled:
@@ -116,6 +129,7 @@ class BrokerageService(runtime.Bridged):
             health.status, health.last_error = "down", _describe(exc)
             return _Entry(cfg, None, health, institution)
         adapter.health = health
+        adapter.rate_limits = self.rate_limits
         return _Entry(cfg, adapter, health, institution)
 
     def _resolve_secrets(self, cfg: ConnectionConfig) -> dict[str, Any]:
@@ -165,6 +179,24 @@ class BrokerageService(runtime.Bridged):
     def institution(self, name: str) -> str:
         return self._entries[name].institution
 
+    def note_trading(self, name: str, error: str | None) -> None:
+        """What the connection's last submit met (the execution service tells it): `error`
+        (a submit fault: a timeout, a dropped connection, a 5xx; or the broker's rate limit
+        pushing back) marks a connected connection degraded with it, in `get_status()` too,
+        until a later submit is answered (`error` None), which clears it."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        if error is None:
+            if entry.trading_error is not None:
+                entry.trading_error = None
+                if entry.health.status == "degraded":
+                    self._mark(entry, "connected")
+            return
+        entry.trading_error = error
+        if entry.health.status in ("connected", "degraded"):
+            self._mark(entry, "degraded", error=error)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def _ensure_connected(self, entry: _Entry) -> Adapter:
         if entry.adapter is None:
@@ -198,6 +230,8 @@ class BrokerageService(runtime.Bridged):
     def _mark(self, entry: _Entry, status: str, *, latency_ms: float | None = None,
               error: str | None = None) -> None:
         h = entry.health
+        if status == "connected" and entry.trading_error is not None:
+            status, error = "degraded", entry.trading_error  # reads work, orders do not
         h.status = status
         if latency_ms is not None:
             h.latency_ms = round(latency_ms, 2)
@@ -207,6 +241,7 @@ class BrokerageService(runtime.Bridged):
 
     async def connect_async(self) -> dict[str, str]:
         """Connect every connection concurrently; returns name → status. Never raises."""
+        self.closed = False
         await asyncio.gather(*(self._try_connect(e) for e in self._entries.values()))
         return {n: e.health.status for n, e in self._entries.items()}
 
@@ -251,6 +286,7 @@ class BrokerageService(runtime.Bridged):
                 finally:
                     e.health.status = "disconnected"
 
+        self.closed = True
         await asyncio.gather(*(_close(e) for e in self._entries.values()),
                              return_exceptions=True)
         if self._unsubscribe is not None:

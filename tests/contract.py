@@ -1,9 +1,11 @@
 """The adapter contract: what every adapter must do, as one base test class.
 
 Subclass `AdapterContract` in a test module (as exchange_calendars does for its calendars) and
-override the `adapter` fixture with a connected adapter (started against its sandbox server);
-override `trade_symbol` with a symbol it can quote and trade, and `read_only_adapter` when the
-generic one (the same connection with `read_only=True`) does not fit::
+override the `adapter` fixture with a connected adapter (started against its sandbox server),
+`impatient_adapter` with one whose requests time out within about a second, and `broker_faults`
+with the `FaultInjector` of the sandbox broker behind them (the server applies its "submit"
+faults); override `trade_symbol` with a symbol it can quote and trade, and `read_only_adapter`
+when the generic one (the same connection with `read_only=True`) does not fit::
 
     from contract import AdapterContract   # tests/ is on sys.path through tests/conftest.py
 
@@ -15,14 +17,18 @@ generic one (the same connection with `read_only=True`) does not fit::
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from brokerkit import frames
 from brokerkit.adapters.base import Adapter, BrokerOrder
-from brokerkit.errors import AdapterError
+from brokerkit.errors import AdapterError, SubmitUncertain
 from brokerkit.model import OrderIntent, OrderStatus
 
 __all__ = ["AdapterContract"]
@@ -30,6 +36,17 @@ __all__ = ["AdapterContract"]
 
 def _coid() -> str:
     return f"contract-{uuid.uuid4().hex[:16]}"
+
+
+def _eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """`probe()`'s first truthy answer within `timeout` seconds (else the assertion fails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            assert found, f"nothing came within {timeout:g} s"
+            return found
+        time.sleep(0.05)
 
 
 class AdapterContract:
@@ -46,6 +63,15 @@ class AdapterContract:
     @pytest.fixture
     def trade_quantity(self) -> str:
         return "1"
+
+    @pytest.fixture
+    def impatient_adapter(self) -> Adapter:
+        raise NotImplementedError("override `impatient_adapter`: a connected adapter whose "
+                                  "requests time out within about a second")
+
+    @pytest.fixture
+    def broker_faults(self) -> Any:
+        raise NotImplementedError("override `broker_faults`: the sandbox broker's FaultInjector")
 
     @pytest.fixture
     def read_only_adapter(self, adapter: Adapter):
@@ -128,3 +154,61 @@ class AdapterContract:
         with pytest.raises(AdapterError, match="read-only"):
             read_only_adapter.submit(intent, _coid())
         frames.validate(frames.BALANCES, read_only_adapter.balances())
+
+    # -- the order's life: cancel, fills, and the answers a broker fault leaves -------------
+    def _resting(self, adapter: Adapter, symbol: str, quantity: str) -> OrderIntent:
+        """A buy limit order far under the market: it rests."""
+        bid = float(adapter.quotes([symbol])["bid"].iloc[0])
+        tick = Decimal(repr(float(adapter.instruments([symbol])["price_increment"].iloc[0])))
+        price = (Decimal(repr(bid * 0.5)) / tick).to_integral_value() * tick
+        return OrderIntent(symbol, "buy", quantity=quantity, order_type="limit",
+                           limit_price=price)
+
+    def test_a_resting_order_is_cancelled_and_found_cancelled(
+            self, adapter: Adapter, trade_symbol: str, trade_quantity: str) -> None:
+        coid = _coid()
+        ack = adapter.submit(self._resting(adapter, trade_symbol, trade_quantity), coid)
+        assert ack.status is OrderStatus.ACCEPTED, ack.reason
+        assert ack.order_id in set(map(str, adapter.open_orders()["order_id"]))
+        adapter.cancel(ack.order_id)
+        found = _eventually(lambda: (o := adapter.lookup(coid)) is not None
+                            and o.status is OrderStatus.CANCELED and o)
+        assert found.order_id == ack.order_id and found.filled_quantity == 0
+        assert ack.order_id not in set(map(str, adapter.open_orders()["order_id"]))
+
+    def test_a_fill_shows_in_fills_with_its_order_and_quantity(
+            self, adapter: Adapter, trade_symbol: str, trade_quantity: str) -> None:
+        coid = _coid()
+        ack = adapter.submit(OrderIntent(trade_symbol, "buy", quantity=trade_quantity), coid)
+        assert ack.status is not OrderStatus.REJECTED, ack.reason
+
+        def mine() -> tuple[pd.DataFrame] | None:
+            fills = adapter.fills()
+            rows = fills[fills["order_id"].astype(str) == str(ack.order_id)]
+            return (rows,) if rows["quantity"].sum() == float(trade_quantity) else None
+
+        (rows,) = _eventually(mine)
+        frames.validate(frames.FILLS, rows)
+        assert (rows["price"] > 0).all() and rows["fill_id"].is_unique
+
+    def test_an_answer_lost_after_the_accept_is_uncertain_and_the_order_is_found(
+            self, adapter: Adapter, broker_faults: Any, trade_symbol: str,
+            trade_quantity: str) -> None:
+        broker_faults.set("submit", drop_after_accept=1)
+        coid = _coid()
+        with pytest.raises(SubmitUncertain):
+            adapter.submit(OrderIntent(trade_symbol, "buy", quantity=trade_quantity), coid)
+        found = _eventually(lambda: adapter.lookup(coid))
+        assert found.client_order_id == coid and found.status is not OrderStatus.REJECTED
+
+    def test_a_late_accept_is_uncertain_and_the_order_appears_later(
+            self, impatient_adapter: Adapter, broker_faults: Any, trade_symbol: str,
+            trade_quantity: str) -> None:
+        broker_faults.set("submit", accept_late_next=1, accept_late_s=2.5)
+        coid = _coid()
+        with pytest.raises(SubmitUncertain):
+            impatient_adapter.submit(OrderIntent(trade_symbol, "buy", quantity=trade_quantity),
+                                     coid)
+        assert impatient_adapter.lookup(coid) is None  # not at the broker yet: not "not placed"
+        found = _eventually(lambda: impatient_adapter.lookup(coid), timeout=8.0)
+        assert found.client_order_id == coid

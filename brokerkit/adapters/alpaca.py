@@ -25,7 +25,9 @@ Submits are sent exactly once: the client that sends orders has alpaca-py's 429/
 turned off (`_retry = 0`), and a timeout or dropped connection raises `SubmitUncertain` so the
 pipeline looks the order up by client order id. A broker refusal (4xx) comes back as a
 REJECTED `BrokerOrder` with Alpaca's message. Every request first passes the connection's own
-rate limiter (Alpaca's published limit, a little stricter so skew never trips the server);
+rate limiter (Alpaca's published limit, a little stricter so skew never trips the server),
+one budget per API key for every process on the book when the brokerage service hands down
+the book's store (`Adapter.rate_limits`, `brokerkit.execution.sharedlimit`);
 under rate pressure, balances, positions, fills and the clock are served from their last
 answer (at most `STALE_READ_S` old) rather than spend a request an order needs, and a submit
 that would wait more than `SUBMIT_WAIT_MAX` for a slot is refused unsent.
@@ -170,7 +172,6 @@ class AlpacaAdapter(Adapter):
         asset_classes=frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.CRYPTO}),
         fractional=True, notional=True, order_types=frozenset(OrderType),
         notional_order_types=NOTIONAL_ORDER_TYPES, short_selling=True)
-    submits_here = True  # alpaca-py is synchronous: a waiting caller's thread sends
 
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
                  ) -> None:
@@ -196,6 +197,8 @@ class AlpacaAdapter(Adapter):
         self._limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
         self._data_limiter = _request_limiter(opts, config.name, f"{where}.request_limit")
         self._read_limiter = _read_limiter(opts, self._limiter, config.name)
+        #: this process's own request limiters, shared per key on connect (`_share_limits`)
+        self._own_limiters = (self._limiter, self._data_limiter, self._read_limiter)
         self._trading: Any = None  # TradingClient for reads and cancels
         self._orders: Any = None  # TradingClient that sends orders: no retries
         self._stocks: Any = None
@@ -249,6 +252,7 @@ class AlpacaAdapter(Adapter):
         from alpaca.trading.client import TradingClient
 
         key, secret = keys
+        self._share_limits(key)
         self._trading = TradingClient(key, secret, paper=self._paper, url_override=url)
         self._orders = TradingClient(key, secret, paper=self._paper, url_override=url)
         # RESTClient's constructor treats 0 as "default", so set the attribute it reads:
@@ -259,6 +263,23 @@ class AlpacaAdapter(Adapter):
         local = url is not None and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
         for client in (self._trading, self._orders, self._stocks, self._crypto):
             _configure_session(client._session, self._timeout, trust_env=not local)
+
+    def _share_limits(self, key_id: str) -> None:
+        """With the book's store handed down (`rate_limits`), make the request limiters one
+        budget per API key for every process on the book: `alpaca:<sha256(key id)[:16]>` for
+        the trading API, the same with `:data` for the market-data limiter and `:reads` for
+        the reads' share."""
+        if self.rate_limits is None:
+            return
+        from ..execution.sharedlimit import credential_key
+
+        key = credential_key("alpaca", key_id=key_id)
+        if getattr(self._limiter, "key", None) != key:  # not yet, or the key was rotated
+            own, own_data, own_reads = self._own_limiters
+            self._limiter = self.rate_limits.share(own, key)
+            self._data_limiter = self.rate_limits.share(own_data, f"{key}:data")
+            if own_reads is not None:
+                self._read_limiter = self.rate_limits.share(own_reads, f"{key}:reads")
 
     # -- calls ----------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any, data: bool = False,
@@ -561,16 +582,6 @@ class AlpacaAdapter(Adapter):
             return request
         await self._limiter.acquire(operation="submit")
         return await asyncio.to_thread(self._send_order, request, client_order_id)
-
-    def submit_here(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder | None:
-        """`submit_async` on the calling thread (alpaca-py is synchronous); None, sending
-        nothing, when the request limit has no room now."""
-        request = self._submit_request(intent, client_order_id)
-        if isinstance(request, BrokerOrder):
-            return request
-        if not self._limiter.try_acquire(operation="submit"):
-            return None
-        return self._send_order(request, client_order_id)
 
     def _submit_request(self, intent: OrderIntent, client_order_id: str) -> Any:
         """alpaca-py's request for `intent`, or the REJECTED answer when it cannot be sent."""

@@ -25,8 +25,6 @@ cancel_async           trading    `BrokerOrder` after the cancel request
 cancel_all_async       trading    [`BrokerOrder`]: cancel every open order in as few requests as
                                   the broker allows (default: cancel_async for each open order)
 lookup_async           trading    `BrokerOrder` or None, by client order id
-submit_here            optional   `submit_async` from the caller's thread, for synchronous SDKs
-                                  (with `submits_here = True`); None when it must not block
 =====================  =========  ===============================================================
 
 Read-only adapters (statement imports) leave the trading methods alone: the base refuses.
@@ -49,6 +47,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..config import ConnectionConfig
+    from ..execution.sharedlimit import RateLimitStore
     from ..secrets import Secret
 
 __all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options", "cancel_listed"]
@@ -128,9 +127,10 @@ class Adapter(runtime.Bridged):
 
     institution: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
-    #: True when `submit_here` can send from the caller's thread (an adapter over a
-    #: synchronous SDK): the pipeline's fast path for callers that wait.
-    submits_here: ClassVar[bool] = False
+    #: The book's shared rate-limit store, handed down by the brokerage service (None: this
+    #: process limits alone). An adapter that limits its own requests shares its limiters
+    #: through it, one budget per broker credential (`RateLimitStore.share`).
+    rate_limits: RateLimitStore | None = None
 
     def __init__(self, config: ConnectionConfig, secrets: Mapping[str, Secret] | None = None
                  ) -> None:
@@ -280,19 +280,7 @@ class Adapter(runtime.Bridged):
         return [await cancel_listed(self, row)
                 for row in (await self.open_orders_async()).itertuples(index=False)]
 
-    def submit_here(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder | None:
-        """Send `intent` from the calling thread, blocking it (adapters whose SDK is
-        synchronous set `submits_here`): no hand-over to the runtime loop, a worker thread and
-        back. Answers and raises as `submit_async`; None when it cannot send without waiting
-        (a request limit is full), and then nothing was sent. Never call it on the runtime
-        loop."""
-        return None
-
     def submit(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
-        if self.submits_here and not runtime.in_runtime():
-            ack = self.submit_here(intent, client_order_id)
-            if ack is not None:
-                return ack
         return runtime.run(self.submit_async(intent, client_order_id))
 
     def cancel(self, order_id: str) -> BrokerOrder:

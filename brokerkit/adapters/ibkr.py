@@ -1140,7 +1140,11 @@ class IBKRAdapter(Adapter):
 
     @staticmethod
     def _find(ib: IB, match: Any) -> Trade | None:
-        found = [t for t in ib.trades() if match(t)]
+        """The newest trade `match` accepts that the broker has answered: ib_async keeps a
+        trade from the moment it sends the order (PendingSubmit, no permId), which proves
+        nothing about what the broker has (a late accept, an order lost on the way)."""
+        found = [t for t in ib.trades() if match(t)
+                 and (t.order.permId or t.orderStatus.status != "PendingSubmit")]
         return found[-1] if found else None
 
     # -- conversions ----------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The order journal (written before anything is sent), fills and the positions they build,
 snapshots of what brokers reported, the trading state (the kill switch every process sees at
 once) with its history, and an audit log of who did what. SQLite (WAL) under the user data
-directory by default, PostgreSQL for a team; Alembic migrations own the schema.
+directory by default, PostgreSQL for a team; Alembic migrations own the schema. A database
+that cannot be used (missing, read-only, corrupt, unreachable, its connection lost) raises
+`brokerkit.errors.BookUnavailable` from every method, naming it and what to do.
 
     >>> import brokerkit as bk
     >>> book = bk.open_book()                       # doctest: +SKIP

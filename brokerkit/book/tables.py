@@ -29,6 +29,7 @@ __all__ = [
     "fills",
     "metadata",
     "orders",
+    "rate_leases",
     "reconciliation_rows",
     "reconciliation_runs",
     "trading_state",
@@ -84,16 +85,20 @@ def _money() -> sa.Numeric[Any]:
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The journal. `connection`, `instrument`, `side` and `order_type` are required of every order
+#: journaled to be sent (`Book.journal_order`), and may be NULL only on an order refused before
+#: it was sent (`Book.record_refused`: no route, or a malformed intent), which is REJECTED with
+#: its `violations`.
 orders = sa.Table(
     "orders", metadata,
     sa.Column("client_order_id", sa.String, primary_key=True),
-    sa.Column("connection", sa.String, nullable=False),
+    sa.Column("connection", sa.String),
     sa.Column("account", sa.String),
-    sa.Column("instrument", sa.String, nullable=False),
+    sa.Column("instrument", sa.String),
     sa.Column("symbol", sa.String),
     sa.Column("asset_class", sa.String),
-    sa.Column("side", sa.String, nullable=False),
-    sa.Column("order_type", sa.String, nullable=False),
+    sa.Column("side", sa.String),
+    sa.Column("order_type", sa.String),
     sa.Column("quantity", _money()),
     sa.Column("notional", _money()),
     sa.Column("limit_price", _money()),
@@ -267,4 +272,22 @@ reconciliation_rows = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("explanation", sa.Text),
     sa.Index(None, "run_id"),
+)
+
+#: Rate-limit leases shared by every process on the book (`brokerkit.execution.sharedlimit`):
+#: `units` of the window `scope` (its length and weights) of the credential `key` (never a
+#: secret: a hash or a host), granted at `granted_at` for use until `until`; once the lease is
+#: over, `units` is what was used and `until` the last use. Times are seconds since the epoch
+#: on one clock (PostgreSQL's, or the SQLite host's): a rate limit is arithmetic on seconds.
+#: `owner` is host:pid.
+rate_leases = sa.Table(
+    "rate_leases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("scope", sa.String, nullable=False),
+    sa.Column("granted_at", sa.Float, nullable=False),
+    sa.Column("until", sa.Float, nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String),
+    sa.Index(None, "key", "scope", "until"),
 )

@@ -6,7 +6,10 @@
 - `ratelimit`: `limiter_for(connection_type, options)` builds a connection's `RateLimiter`.
 - `killswitch`: `KillSwitch` reads and changes the trading state (ACTIVE, REDUCING, HALTED).
 - `service`: `ExecutionService.place_order(intent)`, the pipeline that joins them all, and
-  `get_execution_service()`.
+  `get_execution_service()`; its parts: `pipeline` (validate, route, checks, the journal row),
+  `inputs` (the checks' cached inputs), `journal` (the book thread and deferred journal
+  updates), `submit` (the submit state machine: SENT, ACKNOWLEDGED, REJECTED, UNCERTAIN),
+  `recovery` (periodic lookup of unresolved rows) and `fills` (fill pulls and the exit drain).
 
 The pipeline (`service`) and the kill switch are imported on first use.
 """

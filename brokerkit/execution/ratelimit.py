@@ -11,6 +11,9 @@ account read.
 waits on the event loop until admitted (for `"wait"`). Both read an injectable monotonic clock.
 `limiter_for(connection_type, options)` builds a connection's limiter from `PRESETS`, made from
 the venues' published limits in `brokerkit.venues` (each with its source).
+
+A `RateLimiter` counts in one process. `brokerkit.execution.sharedlimit` makes its windows one
+budget per broker credential for every process on the book (`RateLimitStore.share`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """`BlotterView`: the orders and fills of the book's journal, newest first, refreshed live.
 
 The journal is the book's (`Book.orders_frame()` and `fills_frame()`): every order any process
-placed through brokerkit, with who placed it and why it was rejected. Book reads run in a
-worker thread, never on Panel's event loop.
+placed through brokerkit, with who placed it, and every order refused before it was sent
+(REJECTED) with the codes of the checks it failed (`violations`: TRADING_HALTED, NO_ROUTE...)
+and the reason they give. Book reads run in a worker thread, never on Panel's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -18,11 +20,11 @@ from .live import LiveView
 if TYPE_CHECKING:
     from ..book import Book
 
-__all__ = ["FILL_COLUMNS", "ORDER_COLUMNS", "BlotterView"]
+__all__ = ["FILL_COLUMNS", "ORDER_COLUMNS", "BlotterView", "violation_codes"]
 
-ORDER_COLUMNS = ("created_at", "status", "side", "quantity", "symbol", "order_type",
-                 "limit_price", "filled_quantity", "avg_fill_price", "connection", "account",
-                 "reason", "actor", "client_order_id")
+ORDER_COLUMNS = ("created_at", "status", "violations", "side", "quantity", "symbol",
+                 "order_type", "limit_price", "filled_quantity", "avg_fill_price", "connection",
+                 "account", "reason", "actor", "client_order_id")
 FILL_COLUMNS = ("executed_at", "side", "quantity", "symbol", "price", "fee", "currency",
                 "connection", "account", "settle_date", "client_order_id")
 
@@ -38,6 +40,20 @@ def _newest(df: pd.DataFrame, columns: tuple[str, ...], by: str, limit: int) -> 
     out = df.sort_values(by, ascending=False).head(limit)[cols].reset_index(drop=True)
     out[by] = pd.to_datetime(out[by], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
     return out
+
+
+def violation_codes(text: Any) -> str:
+    """The codes of a journal row's `violations` (JSON text), e.g. 'TRADING_HALTED, NO_ROUTE';
+    '' when it has none."""
+    if not isinstance(text, str) or not text:
+        return ""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(found, list):
+        return str(found)
+    return ", ".join(str(v.get("code", v)) if isinstance(v, dict) else str(v) for v in found)
 
 
 def _color_status(row: pd.Series) -> list[str]:
@@ -87,8 +103,10 @@ class BlotterView(LiveView):
         book = self.book
         orders, fills = await asyncio.gather(asyncio.to_thread(book.orders_frame),
                                              asyncio.to_thread(book.fills_frame))
-        return (_newest(orders, ORDER_COLUMNS, "created_at", self.limit),
-                _newest(fills, FILL_COLUMNS, "executed_at", self.limit))
+        orders = _newest(orders, ORDER_COLUMNS, "created_at", self.limit)
+        if "violations" in orders.columns:
+            orders["violations"] = orders["violations"].map(violation_codes)
+        return orders, _newest(fills, FILL_COLUMNS, "executed_at", self.limit)
 
     def show(self, data: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         orders, fills = data

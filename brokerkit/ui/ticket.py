@@ -73,7 +73,7 @@ def render_preview(preview: Any, margin_impact: Any = None) -> str:
 def render_result(result: Any) -> str:
     if result is None:
         return ""
-    head = {"FILLED": "✅", "PARTIALLY_FILLED": "✅", "ACCEPTED": "🟢"}.get(
+    head = {"FILLED": "✅", "PARTIALLY_FILLED": "✅", "ACCEPTED": "🟢", "UNCERTAIN": "⚠️"}.get(
         result.status.value, "⛔")
     text = f"{head} **{result.status.value}**"
     if result.order_id:

@@ -3,7 +3,6 @@ pre-trade, submits sent exactly once, and recovery of a dropped submit through t
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -70,6 +69,14 @@ class TestAlpacaContract(AdapterContract):
     @pytest.fixture
     def adapter(self, connect):
         return connect()
+
+    @pytest.fixture
+    def impatient_adapter(self, connect):
+        return connect(timeout=1)
+
+    @pytest.fixture
+    def broker_faults(self, fresh_sandbox):
+        return fresh_sandbox.broker("alpaca").faults
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -343,14 +350,12 @@ def test_fills_since_a_time_leave_out_older_ones(connect, direct):
     assert len(a.fills(since=datetime.now(UTC) + timedelta(hours=1))) == 0
 
 
-# -- the fast path: a waiting caller's thread sends ---------------------------------------------
+# -- one path: a waiting caller's order goes through the runtime loop -----------------------------
 
 @pytest.fixture
 def warm(execution, server):
     """The pipeline after one order (its caches filled), and the threads that sent each order
-    POST since: recorded by a response hook on the order client's requests session. On SQLite
-    a waiting caller's own thread sends; on PostgreSQL (no journal write without waiting) the
-    order goes through the runtime loop and a worker thread."""
+    POST since: recorded by a response hook on the order client's requests session."""
     first = execution.place_order(symbol="AAPL", side="buy", quantity=1)
     assert first.status is OrderStatus.FILLED, first.reason
     senders: list[int] = []
@@ -364,12 +369,11 @@ def warm(execution, server):
     return execution, senders
 
 
-def test_warm_order_is_sent_from_the_callers_thread_and_recorded(warm, direct):
+def test_a_waiting_callers_order_is_sent_once_off_its_thread_and_recorded(warm, direct):
     execution, senders = warm
     result = execution.place_order(symbol="AAPL", side="buy", quantity="0.25")
     assert result.status is OrderStatus.FILLED, result.reason
-    caller = threading.get_ident()
-    assert (senders == [caller]) is execution.book.writes_nowait, senders
+    assert len(senders) == 1 and senders[0] != threading.get_ident()  # a worker thread
     assert str(direct.get_order_by_client_id(result.client_order_id).id) == result.order_id
     execution.flush()
     row = execution.book.get_order(result.client_order_id)
@@ -377,7 +381,7 @@ def test_warm_order_is_sent_from_the_callers_thread_and_recorded(warm, direct):
     assert row["sent_at"] is not None and float(row["filled_quantity"]) == 0.25
 
 
-def test_fast_path_drop_after_accept_is_looked_up_not_resent(warm, server, direct):
+def test_drop_after_accept_is_looked_up_not_resent(warm, server, direct):
     execution, _ = warm
     posts = server.requests["POST /v2/orders"]
     server.broker.faults.set("submit", drop_after_accept=1)
@@ -390,7 +394,7 @@ def test_fast_path_drop_after_accept_is_looked_up_not_resent(warm, server, direc
     assert execution.book.get_order(result.client_order_id)["status"] == "FILLED"
 
 
-def test_fast_path_halt_from_another_book_rejects_before_sending(warm, server, book_url):
+def test_a_halt_from_another_book_rejects_before_sending(warm, server, book_url):
     execution, senders = warm
     posts = server.requests["POST /v2/orders"]
     other = Book(book_url, shared=False)
@@ -424,7 +428,7 @@ def test_callers_on_many_threads_lose_no_order_and_no_acknowledgement(warm, serv
     assert all(r["broker_order_id"] and r["sent_at"] for r in rows)
 
 
-def test_fast_path_acknowledgement_lands_in_the_book_on_its_own(warm):
+def test_the_acknowledgement_lands_in_the_book_on_its_own(warm):
     execution, _ = warm
     result = execution.place_order(symbol="AAPL", side="buy", quantity="0.3")
     assert result.status is OrderStatus.FILLED, result.reason
@@ -436,28 +440,26 @@ def test_fast_path_acknowledgement_lands_in_the_book_on_its_own(warm):
         == result.order_id
 
 
-def test_an_expired_state_read_and_an_old_quote_keep_the_callers_thread(warm):
-    """The trading state is read again on the caller's thread, and a quote between
-    QUOTE_TTL and QUOTE_STALE old is used while a fresh one is fetched in the background:
-    neither sends the order the long way round."""
-    from brokerkit.execution import service
+def test_an_old_quote_is_used_while_a_fresh_one_is_fetched(warm):
+    """A quote between QUOTE_TTL and QUOTE_STALE old, and a trading state read too long ago:
+    the order goes at once on the old quote, and a fresh one is fetched in the background."""
+    from brokerkit.execution import inputs
 
-    execution, senders = warm
-    cache = execution._caches["alpaca"]
+    execution, _ = warm
+    cache = execution._inputs.cache("alpaca")
     quote = cache.quotes["AAPL"][1]
-    aged = time.monotonic() - (service.QUOTE_TTL + service.QUOTE_STALE) / 2
+    aged = time.monotonic() - (inputs.QUOTE_TTL + inputs.QUOTE_STALE) / 2
     cache.quotes["AAPL"] = (aged, quote)
-    execution._state_at = -math.inf  # the last trading state read is too old
+    execution._inputs.forget_state()  # the last trading state read is too old
     result = execution.place_order(symbol="AAPL", side="buy", quantity="0.2")
     assert result.status is OrderStatus.FILLED, result.reason
-    assert (senders == [threading.get_ident()]) is execution.book.writes_nowait, senders
     deadline = time.monotonic() + 5
     while cache.quotes["AAPL"][0] <= aged:  # refreshed in the background
         assert time.monotonic() < deadline, "the old quote was never fetched again"
         time.sleep(0.02)
 
 
-def test_a_reused_client_order_id_is_refused_on_the_fast_path_too(warm, server):
+def test_a_reused_client_order_id_is_refused_and_never_sent(warm, server):
     execution, senders = warm
     first = execution.place_order(symbol="AAPL", side="buy", quantity="0.4",
                                   client_order_id="bk-reused-once")
@@ -467,40 +469,27 @@ def test_a_reused_client_order_id_is_refused_on_the_fast_path_too(warm, server):
     assert again.codes == ["DUPLICATE_INTENT"] and len(senders) == 1
 
 
-def test_an_interrupt_during_the_submit_leaves_the_loop_to_find_the_order(server, tmp_path,
-                                                                          monkeypatch):
-    """Ctrl-C while the caller's thread waits for Alpaca (the fast path: a SQLite book): the
-    caller gets its interrupt, and the order Alpaca took is looked up and recorded in the
-    background."""
-    from brokerkit.service import BrokerageService
+def test_ctrl_c_while_waiting_leaves_the_order_to_the_loop_which_records_it(warm, server):
+    """Ctrl-C in the caller while Alpaca holds the order POST: the caller gets its interrupt,
+    and the runtime loop finishes the order and records Alpaca's answer."""
+    import signal
 
-    cfg = ConnectionConfig("alpaca", "alpaca", options={"url": server.url}, secrets=SECRETS)
-    book_url = f"sqlite:///{tmp_path / 'book.db'}"
-    brokerage = BrokerageService(Settings(connections={"alpaca": cfg},
-                                          routing={"default": "alpaca"}, book_url=book_url))
-    execution = ExecutionService(brokerage, Book(book_url))
-    try:
-        assert execution.place_order(symbol="AAPL", side="buy", quantity=1).ok  # warm
-        adapter = brokerage.adapter("alpaca")
-        send = adapter._send_order
-
-        def send_then_interrupt(request, client_order_id):  # our adapter's, not the SDK's
-            send(request, client_order_id)
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(adapter, "_send_order", send_then_interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            execution.place_order(symbol="AAPL", side="buy", quantity="0.7")
-        monkeypatch.undo()
-        deadline = time.monotonic() + 10
-        while True:
-            orders = execution.book.orders_frame()
-            row = orders[orders["quantity"] == 0.7].iloc[0]
-            if row["status"] == "FILLED":
-                break
-            assert time.monotonic() < deadline, dict(row)
-            time.sleep(0.05)
-        assert row["broker_order_id"] and float(row["filled_quantity"]) == 0.7
-    finally:
-        execution.sync_fills()
-        brokerage.close()
+    execution, senders = warm
+    server.broker.faults.set("submit", latency_ms=600)
+    interrupt = threading.Timer(0.2, signal.pthread_kill,  # Ctrl-C: SIGINT to the caller
+                                (threading.main_thread().ident, signal.SIGINT))
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        execution.place_order(symbol="AAPL", side="buy", quantity="0.7")
+    assert senders == []  # the interrupt came while the order was in flight
+    server.broker.faults.clear()
+    deadline = time.monotonic() + 10
+    while True:
+        orders = execution.book.orders_frame()
+        row = orders[orders["quantity"] == 0.7].iloc[0]
+        if row["status"] == "FILLED":
+            break
+        assert time.monotonic() < deadline, dict(row)
+        time.sleep(0.05)
+    assert row["broker_order_id"] and float(row["filled_quantity"]) == 0.7
+    assert len(senders) == 1

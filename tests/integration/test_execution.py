@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from brokerkit.book import Book
 from brokerkit.config import ConnectionConfig, Settings
+from brokerkit.execution import submit
 from brokerkit.execution.service import ExecutionService
 from brokerkit.model import OrderStatus
 from brokerkit.sandbox import PaperBroker, Sandbox, get_sandbox
@@ -93,7 +95,9 @@ def test_invalid_intent_names_the_field_and_reaches_nothing(ex, fresh_sandbox):
     r2 = ex.place_order({"symbol": "NVDA", "side": "buy", "quantity": 1, "colour": "red"})
     assert r2.codes == ["INVALID_INTENT"] and "colour" in r2.reason
     assert len(broker_of(fresh_sandbox, ex).orders()) == before
-    assert ex.book.orders_frame().empty
+    rows = [ex.book.get_order(x.client_order_id) for x in (r, r2)]  # journaled as refused
+    assert [(row["status"], row["sent_at"]) for row in rows] == [("REJECTED", None)] * 2
+    assert [row["violations"][0]["code"] for row in rows] == ["INVALID_INTENT"] * 2
 
 
 def test_no_route_when_nothing_trades_the_asset_class(book_url, paper_url):
@@ -266,19 +270,26 @@ def test_crash_between_journal_and_ack_is_recovered_on_start(book_url, paper_url
         adapter.submit(OrderIntent.of(symbol="AAPL", side="buy", quantity=1,
                                       account="DEMO-MARGIN-1"), coid)
         # ... and the process died before recording the acknowledgement.
-        never_sent = "bk-crashed0000000000000002"
-        svc.book.journal_order({"client_order_id": never_sent, "connection": "paper-us",
-                                "account": "DEMO-MARGIN-1", "instrument": "STK:AAPL",
-                                "symbol": "AAPL", "side": "buy", "order_type": "market",
-                                "quantity": Decimal(1)})
+        long_ago = datetime.now(UTC) - timedelta(seconds=submit.NOT_PLACED_AFTER + 1)
+        never_sent = "bk-crashed0000000000000002"  # journaled, then the process died
+        just_now = "bk-crashed0000000000000003"  # the same, a moment ago
+        for c, at in ((never_sent, long_ago), (just_now, None)):
+            svc.book.journal_order({"client_order_id": c, "connection": "paper-us",
+                                    "account": "DEMO-MARGIN-1", "instrument": "STK:AAPL",
+                                    "symbol": "AAPL", "side": "buy", "order_type": "market",
+                                    "quantity": Decimal(1), "created_at": at})
         count = len(broker.orders())
         fresh = ExecutionService(svc.brokerage, Book(book_url))
         results = {r.client_order_id: r for r in fresh.recover(min_age=0)}
         assert results[coid].status is OrderStatus.FILLED
         assert results[never_sent].status is OrderStatus.ERROR
         assert "was not placed" in results[never_sent].reason
+        # a miss before the deadline is not proof: the broker may still place it
+        assert results[just_now].status is OrderStatus.UNCERTAIN
+        assert just_now in results[just_now].reason
         assert len(broker.orders()) == count
-        assert fresh.book.unresolved_orders() == []
+        assert [r["client_order_id"] for r in fresh.book.unresolved_orders()] == [just_now]
+        fresh.close()
     finally:
         svc.brokerage.close()
 
@@ -308,9 +319,9 @@ def test_every_later_book_call_of_the_service_sees_the_acknowledgement(ex, monke
                                                                        fresh_sandbox):
     """Acknowledgements waiting for the book are written before any later book call of the
     service (FIFO): recovery right after an order finds nothing to look up."""
-    import brokerkit.execution.service as service
+    from brokerkit.execution import journal
 
-    monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # only a book call brings it
+    monkeypatch.setattr(journal, "ACK_FLUSH_DELAY", 600.0)  # only a book call brings it
     r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
     assert r.status is OrderStatus.FILLED
     before = len(broker_of(fresh_sandbox, ex).orders())
@@ -325,16 +336,16 @@ def test_a_crash_before_the_acknowledgement_lands_is_recovered_without_a_duplica
     book got the acknowledgement: the row stays JOURNALED; the next start looks it up by
     client order id, records the broker's answer, sends nothing again and pulls the fill
     exactly once."""
-    import brokerkit.execution.service as service
+    from brokerkit.execution import journal
 
-    monkeypatch.setattr(service, "ACK_FLUSH_DELAY", 600.0)  # it waits for the next order
+    monkeypatch.setattr(journal, "ACK_FLUSH_DELAY", 600.0)  # it waits for the next order
     svc = make(book_url, paper_url)
     try:
         broker = broker_of(fresh_sandbox, svc)
         r = svc.place_order(symbol="AAPL", side="buy", quantity=3)
         assert r.status is OrderStatus.FILLED
-        svc._acks.clear()  # the crash: the acknowledgement waiting for the book is lost
-        svc._db_thread.shutdown(wait=True)
+        svc._journal.pending.clear()  # the crash: what waited for the book is lost
+        svc._journal.thread.shutdown(wait=True)
         row = svc.book.get_order(r.client_order_id)
         assert row["status"] == "JOURNALED" and row["broker_order_id"] is None
         orders = len(broker.orders())
@@ -496,3 +507,29 @@ def test_the_acting_user_is_journaled_with_the_order(ex):
         r = ex.place_order(symbol="AAPL", side="buy", quantity=1)
     assert r.status is OrderStatus.FILLED
     assert ex.book.get_order(r.client_order_id)["actor"] == "ada"
+
+
+def test_an_unavailable_book_fails_closed_with_an_answer_and_nothing_sent(ex, book_url,
+                                                                          fresh_sandbox):
+    """The book breaks under a running service (its orders table gone): `place_order`
+    answers ERROR naming the database, raises nothing, and sends nothing without a journal
+    row; once the book is back the next order goes through."""
+    import sqlalchemy as sa
+
+    assert ex.place_order(symbol="AAPL", side="buy", quantity=1).ok  # warm: all cached
+    before = len(broker_of(fresh_sandbox, ex).orders())
+    admin = sa.create_engine(book_url, poolclass=sa.pool.NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE orders RENAME TO orders_away")
+        r = ex.place_order(symbol="AAPL", side="buy", quantity=2)
+        assert r.status is OrderStatus.ERROR, r
+        assert "not sent" in r.reason and "book" in r.reason
+        assert "password" not in r.reason.lower()
+        assert len(broker_of(fresh_sandbox, ex).orders()) == before
+        with admin.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE orders_away RENAME TO orders")
+        assert ex.place_order(symbol="AAPL", side="buy", quantity=3).status \
+            is OrderStatus.FILLED
+    finally:
+        admin.dispose()

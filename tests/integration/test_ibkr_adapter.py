@@ -59,6 +59,14 @@ class TestIBKRContract(AdapterContract):
     def adapter(self, connect):
         return connect()
 
+    @pytest.fixture
+    def impatient_adapter(self, connect):
+        return connect(timeout=1)
+
+    @pytest.fixture
+    def broker_faults(self, gateway):
+        return gateway.state.paper.faults
+
 
 # -- contracts -----------------------------------------------------------------------------
 

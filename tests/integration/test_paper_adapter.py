@@ -71,6 +71,14 @@ class TestPaperContract(AdapterContract):
     def adapter(self, connect):
         return connect()
 
+    @pytest.fixture
+    def impatient_adapter(self, connect):
+        return connect(timeout=1)
+
+    @pytest.fixture
+    def broker_faults(self, sandbox):
+        return sandbox.broker("paper").faults
+
 
 # -- trading like a broker ------------------------------------------------------------------
 

@@ -74,14 +74,18 @@ def test_two_servers_share_the_kill_switch_and_the_journal(browser, book_url, tm
         result = page_b.locator(".ticket-result")
         expect(result).to_contain_text("REJECTED")
         expect(result).to_contain_text("TRADING_HALTED")
-        expect(orders_a).to_have_count(1)  # the refused order never reached the journal
+        # the refused order is journaled with its reasons (never sent) and shows in A's blotter
+        expect(orders_a).to_have_count(2)
+        expect(page_a.locator(".blotter-orders")).to_contain_text("TRADING_HALTED")
 
     book = Book(book_url)
     try:
-        assert book.orders_frame()["status"].tolist() == ["FILLED"]
-        audit = book.audit_frame()
-        refused = audit[(audit["action"] == "place_order") & (audit["result"] == "REJECTED")]
-        assert len(refused) == 1 and "TRADING_HALTED" in str(refused["details"].iloc[0])
+        orders = book.orders_frame()
+        assert sorted(orders["status"].tolist()) == ["FILLED", "REJECTED"]
+        refused_row = orders[orders["status"] == "REJECTED"].iloc[0]
+        assert "TRADING_HALTED" in str(refused_row["violations"])
+        assert refused_row["sent_at"] is None or str(refused_row["sent_at"]) in ("NaT", "None")
+        assert refused_row["actor"]  # who tried, as for every journaled order
         history = book.trading_state_history()
         assert history["state"].iloc[-1] == "HALTED"
         assert history["reason"].iloc[-1] == "halt from server A"

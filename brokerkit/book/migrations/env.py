@@ -54,7 +54,7 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
     else:
-        from brokerkit.book.store import create_book_engine
+        from brokerkit.book.engine import create_book_engine
 
         engine = create_book_engine(_url())
         try:
