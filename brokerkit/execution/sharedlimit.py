@@ -31,6 +31,8 @@ so one process never holds another's share): a busy limiter does one transaction
 (benchmarks/shared_limit_bench.py: 0.13 per admission at Alpaca's 200/min), an idle one
 one per request.
 
+Windows shorter than `SHARE_MIN_PERIOD` (brokerkit's own per-second cap) stay per process.
+
 When the book cannot be reached, a limiter falls back to its own in-process windows (logged
 once, the book tried again after `RETRY_STORE_S`): orders then fail closed at the journal
 anyway, while reads keep the per-process limit.
@@ -65,13 +67,18 @@ if TYPE_CHECKING:
     from ..book import Book
     from ..secrets import Secret
 
-__all__ = ["LEASE_S", "RETRY_STORE_S", "RateLimitStore", "SharedRateLimiter",
+__all__ = ["LEASE_S", "RETRY_STORE_S", "SHARE_MIN_PERIOD", "RateLimitStore", "SharedRateLimiter",
            "connection_key", "credential_key", "share_orders"]
 
 log = logging.getLogger("brokerkit.execution.sharedlimit")
 
 #: Longest lease (seconds); a window of `period` seconds leases for at most `period / 10`.
 LEASE_S = 1.0
+#: Windows shorter than this stay per process: brokerkit's own per-second order cap
+#: (`max_orders_per_second`) is a safety cap for one process's bursts, not a broker's published
+#: budget, and sharing it would cost a book transaction every few orders (its leases last a
+#: tenth of its second). Brokers publish per-minute (or longer) budgets; those are shared.
+SHARE_MIN_PERIOD = 10.0
 #: Seconds a limiter keeps to its own windows after the book could not be reached.
 RETRY_STORE_S = 30.0
 #: Seconds added to a computed wait, so the row it waits for has left the window.
@@ -179,13 +186,16 @@ class RateLimitStore:
                     self._book = open_book(self._url)
         return self._book
 
-    def share(self, limiter: RateLimiter, key: str) -> RateLimiter:
-        """`limiter`'s windows as one budget for every process and limiter on `key` (a
-        limiter without windows is returned as it is: nothing to share)."""
+    def share(self, limiter: RateLimiter, key: str, *,
+              min_period: float = SHARE_MIN_PERIOD) -> RateLimiter:
+        """`limiter`'s windows of `min_period` seconds or longer as one budget for every
+        process and limiter on `key`, its shorter ones per process (a limiter without windows
+        is returned as it is: nothing to share)."""
         if limiter.unlimited:
             return limiter
         return SharedRateLimiter(limiter.windows, name=limiter.name, clock=limiter.clock,
-                                 sleep=limiter.sleep, key=key, store=self)
+                                 sleep=limiter.sleep, key=key, store=self,
+                                 min_period=min_period)
 
     def lease(self, key: str, asks: Sequence[_Ask], settles: Sequence[_Settle]
               ) -> list[_Grant]:
@@ -298,7 +308,8 @@ class SharedRateLimiter(RateLimiter):
 
     key: str = ""
     store: RateLimitStore | None = None
-    _shared: tuple[_Shared, ...] = field(init=False, repr=False)
+    min_period: float = SHARE_MIN_PERIOD  # shorter windows stay per process
+    _shared: tuple[_Shared | None, ...] = field(init=False, repr=False)  # None: per process
     _leasing: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _down_until: float = field(init=False, repr=False, default=-math.inf)
 
@@ -307,10 +318,15 @@ class SharedRateLimiter(RateLimiter):
         if self.store is None or not self.key:
             raise ValueError("a shared rate limiter needs a key and a store")
         self._shared = tuple(_Shared(w, _scope(w), min(LEASE_S, w.period / 10))
-                             for w in self.windows)
+                             if w.period >= self.min_period else None for w in self.windows)
 
     def __str__(self) -> str:
         return f"{RateLimiter.__str__(self)} (shared by {self.key})"
+
+    @property
+    def _leased(self) -> tuple[_Shared, ...]:
+        """The windows shared through the book."""
+        return tuple(s for s in self._shared if s is not None)
 
     def try_acquire(self, cost: int = 1, *, operation: str = "submit") -> bool:
         return self._admit(self._units(cost, operation), take=True) == 0.0
@@ -336,7 +352,7 @@ class SharedRateLimiter(RateLimiter):
         """End this limiter's leases and settle them: their unused units go back at once."""
         with self._lock:
             now = self.clock()
-            for s in self._shared:
+            for s in self._leased:
                 for lease in s.leases:
                     lease.deadline = min(lease.deadline, now)
                 s.room(now)
@@ -350,16 +366,28 @@ class SharedRateLimiter(RateLimiter):
         """0.0 when the live leases hold `units` (spent when `take`); the seconds to wait
         when the book refused lately; None when the book must be asked. Under `_lock`."""
         short = False
-        wait = 0.0
-        for s, n in zip(self._shared, units, strict=True):
-            if n and s.room(now) < n:
+        wait = own = 0.0
+        for s, log, n in zip(self._shared, self._logs, units, strict=True):
+            if not n:
+                continue
+            if s is None:  # a per-process window
+                log.expire(now)
+                own = max(own, log.wait(now, n))
+            elif s.room(now) < n:
                 short = True
                 wait = max(wait, s.retry_at - now)
+        if own > 0.0:
+            return own
         if short:
             return wait if wait > 0.0 else None
         if take:
-            for s, n in zip(self._shared, units, strict=True):
-                if n:
+            for s, log, n in zip(self._shared, self._logs, units, strict=True):
+                if not n:
+                    continue
+                if s is None:
+                    log.entries.append((now, n))
+                    log.total += n
+                else:
                     s.take(now, n)
         return 0.0
 
@@ -375,18 +403,20 @@ class SharedRateLimiter(RateLimiter):
                 start = self.clock()
                 wait = self._local(start, units, take=take)
                 settles = [_Settle(le.row, le.used, max(0.0, start - le.last_use))
-                           for s in self._shared for le in s.over]
+                           for s in self._leased for le in s.over]
                 if wait is not None and not (settle and settles):
                     return wait if take or wait == 0.0 else self._estimate(start, units)
                 asks, lacking = [], []
                 for s, n in zip(self._shared, units, strict=True):
+                    if s is None:
+                        continue
                     more = n - s.room(start)
                     if n and more > 0 and s.retry_at <= start:
                         asks.append(_Ask(s.scope, s.window.limit, s.window.period,
                                          s.lease_s, more,
                                          min(s.window.limit, max(more, s.batch))))
                         lacking.append(s)
-                for s in self._shared:
+                for s in self._leased:
                     s.over = []
             assert self.store is not None
             try:
@@ -416,7 +446,9 @@ class SharedRateLimiter(RateLimiter):
         when other processes give units back early). Under `_lock`."""
         return max([_EPS, *(max(s.free_at, s.retry_at) - now
                             for s, n in zip(self._shared, units, strict=True)
-                            if n and s.room(now) < n)])
+                            if s is not None and n and s.room(now) < n),
+                    *(log.wait(now, n) for s, log, n in zip(self._shared, self._logs, units,
+                                                            strict=True) if s is None and n)])
 
     def _fallback(self, units: tuple[int, ...], take: bool) -> float:
         """The in-process windows (while the book is down): 0.0 or the seconds to wait."""

@@ -34,7 +34,8 @@ def max_in_any_window(times: list[float], period: float) -> int:
 
 
 def shared(book: Book, key: str, limit: int, period: float) -> SharedRateLimiter:
-    limiter = RateLimitStore(book).share(RateLimiter((Window(limit, period),)), key)
+    limiter = RateLimitStore(book).share(RateLimiter((Window(limit, period),)), key,
+                                         min_period=0)  # short windows: fast tests
     assert isinstance(limiter, SharedRateLimiter)
     return limiter
 
@@ -110,7 +111,7 @@ def test_a_process_that_dies_holding_a_lease_keeps_its_units_out_until_the_windo
         from brokerkit.execution.ratelimit import RateLimiter, Window
         from brokerkit.execution.sharedlimit import RateLimitStore
         limiter = RateLimitStore(Book({book_url!r})).share(
-            RateLimiter((Window({limit}, {period}),)), "dead")
+            RateLimiter((Window({limit}, {period}),)), "dead", min_period=0)
         assert limiter.try_acquire() and limiter.try_acquire()
         assert limiter.wait_time() == 0.0
         os._exit(0)
@@ -154,7 +155,8 @@ _HAMMER = textwrap.dedent("""
 
     url, limit, period, start, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), \\
         float(sys.argv[4]), float(sys.argv[5])
-    limiter = RateLimitStore(Book(url)).share(RateLimiter((Window(limit, period),)), "hammer")
+    limiter = RateLimitStore(Book(url)).share(RateLimiter((Window(limit, period),)), "hammer",
+                                              min_period=0)
     stamps = []
 
     async def main():
@@ -246,3 +248,18 @@ def test_the_pipelines_order_limiter_is_shared_per_credential(tmp_path, alpaca_c
         assert limiter.key == credential_key("alpaca", key_id="PKSHAREDKEY") + ":orders"
     finally:
         svc.close()
+
+
+def test_brokerkits_per_second_cap_stays_per_process_while_the_brokers_minute_is_shared(book):
+    store = RateLimitStore(book)
+    windows = (Window(6, 60.0), Window(2, 1.0))  # a broker's per-minute budget, our own cap
+    a = store.share(RateLimiter(windows), "k2")
+    b = store.share(RateLimiter(windows), "k2")
+    # each process (limiter) has its own 2 per second...
+    assert a.try_acquire() and a.try_acquire() and not a.try_acquire()
+    assert b.try_acquire() and b.try_acquire() and not b.try_acquire()
+    # ...and the minute's 6 are one budget: 4 taken, so 2 are left between them
+    time.sleep(1.05)
+    assert a.try_acquire() and b.try_acquire()
+    assert not a.try_acquire() and not b.try_acquire()
+    assert a.wait_time() > 1.0 and b.wait_time() > 1.0  # the minute, not the second
