@@ -8,7 +8,8 @@ serve.lock      held (flock) by the serving process for as long as it runs: the 
                 a sandbox is alive (a stale run file or a reused pid prove nothing)
 run.json        written once the servers listen: pid, seed, clock, every server's address and
                 demo credentials, the demo connections and their routing (mode 0600)
-state.pickle    the brokers' accounts, orders and fills, saved while they change and at stop
+state.pickle    the brokers' accounts, orders and fills, saved while they change (within 0.1 s,
+                or nine times a save's length when saves grow slow) and at stop
 start.lock      taken by a process that starts the service, so concurrent first starts from
                 several processes end with one sandbox
 sandbox.log     what the service printed to stderr (why a start failed)
@@ -63,8 +64,10 @@ RUN_FILE, STATE_FILE, LOG_FILE = "run.json", "state.pickle", "sandbox.log"
 _SERVE_LOCK, _START_LOCK = "serve.lock", "start.lock"
 #: How long a start may take before the starter gives up and shows the service's log.
 START_TIMEOUT = 20.0
-#: How often the serving process looks for changed state to save.
+#: How often the serving process looks for changed state to save (at least).
 SAVE_INTERVAL = 0.1
+#: The pause after a save is at least this many times as long as the save took.
+SAVE_SHARE = 9.0
 
 
 class SandboxUnavailable(BrokerkitError):
@@ -299,7 +302,9 @@ def serve(home: Path, *, host: str = "127.0.0.1", port: int | None = None, seed:
             await sandbox.stop_servers_async()
             return dump(sandbox)
 
-        while not stop_event.wait(SAVE_INTERVAL):
+        pause = SAVE_INTERVAL
+        while not stop_event.wait(pause):
+            began = time.monotonic()
             try:
                 data = runtime.run(changed())
                 if data is not None:
@@ -307,5 +312,8 @@ def serve(home: Path, *, host: str = "127.0.0.1", port: int | None = None, seed:
             except Exception:  # a failed save must not stop the broker; said, tried again
                 log.exception("saving the sandbox state to %s failed", state_path)
                 saved = ()
+            # a long history makes a save slow, and it holds the servers' loop: saves then
+            # come further apart, so they never take more than a tenth of the loop's time
+            pause = max(SAVE_INTERVAL, SAVE_SHARE * (time.monotonic() - began))
         write_atomic(state_path, runtime.run(final()))
     return 0
