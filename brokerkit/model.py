@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -32,6 +32,7 @@ __all__ = [
     "Side",
     "TimeInForce",
     "Violation",
+    "reason_of",
     "to_decimal",
 ]
 
@@ -445,6 +446,11 @@ class Violation:
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+def reason_of(violations: Iterable[Violation]) -> str:
+    """Violations as one reason, as every refusal words it: `CODE: message; CODE: message`."""
+    return "; ".join(f"{v.code}: {v.message}" for v in violations)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..errors import SchemaError
+from ..model import Violation, reason_of
 from . import tables as t
 from .actor import current_actor
 from .base import BookBase
@@ -76,11 +77,6 @@ def _violation(v: Any, what: str) -> dict[str, str]:
     if not isinstance(data, Mapping) or not data.get("code"):
         raise ValueError(f"{what}: a violation needs a code and a message, got {v!r}")
     return {"code": str(data["code"]), "message": str(data.get("message") or "")}
-
-
-def _reason(violations: Iterable[Mapping[str, str]]) -> str:
-    """The violations as one reason, as the pipeline words it: `CODE: message; ...`."""
-    return "; ".join(f"{v['code']}: {v['message']}" for v in violations)
 
 
 class Journal(BookBase):
@@ -264,7 +260,8 @@ class Journal(BookBase):
         values.update(
             client_order_id=client_order_id, connection=_to_str(connection),
             account=_to_str(account), intent=_to_json(dict(intent)), status="REJECTED",
-            reason=_reason(found), violations=_to_json(found), filled_quantity=Decimal(0),
+            reason=reason_of(Violation(**v) for v in found), violations=_to_json(found),
+            filled_quantity=Decimal(0),
             trading_state=_state_name(trading_state), actor=actor or current_actor(),
             created_at=when, updated_at=when, sent_at=None, broker_order_id=None,
             avg_fill_price=None)

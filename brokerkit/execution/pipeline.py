@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..adapters import Adapter, BrokerOrder
 from ..errors import AdapterError
-from ..model import AssetClass, OrderIntent, OrderResult, OrderStatus, Violation
+from ..model import AssetClass, OrderIntent, OrderResult, OrderStatus, Violation, reason_of
 from .inputs import CheckInputs, Inputs, decimal_of, quote_price
 from .killswitch import StateView
 from .limits import RiskLimits
@@ -260,11 +260,6 @@ def _with_state(v: Violation, state: StateView) -> Violation:
             and state.state != "ACTIVE" and state.reason:
         return Violation(v.code, f"{v.message} [{state.state} by {state.actor}: {state.reason}]")
     return v
-
-
-def reason_of(violations: Any) -> str:
-    """The violations as one reason: `CODE: message; CODE: message`."""
-    return "; ".join(f"{v.code}: {v.message}" for v in violations)
 
 
 def result_of(ack: BrokerOrder, connection: str, account: str | None, symbol: str | None,
