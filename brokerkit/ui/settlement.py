@@ -74,7 +74,7 @@ class SettlementView(LiveView):
         return fills, balances
 
     def show(self, data: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-        from ..post_trade.settlement import cash_ladder
+        from ..post_trade.cash import cash_ladder
 
         fills, balances = data
         pending = pending_settlements(fills)
