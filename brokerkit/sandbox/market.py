@@ -4,7 +4,7 @@ Every sandbox server (paper, Alpaca REST, the TWS gateway, crypto exchanges) rea
 so an instrument has one price everywhere. The pieces:
 
 - `UNIVERSE`: the listings, as data in one place (`Listing`: instrument, base price, volatility,
-  spread, tick, lot, fractionable/shortable/tradable, top-of-book size, fees, settlement days).
+  spread, tick, lot, fractionable/shortable/tradable, top-of-book size, fees).
 - `Clock`, `Session`, `EXCHANGES` (from `clock`): the market's now and each exchange's hours.
 - `Market`: `quote(symbol)`, `quotes(symbols)`, `price(symbol)`, `fx_rate(a, b)`, `is_open(...)`,
   `trade_date(...)`, in the clock mode `"always-open"` (default) or `"exchange"` (see `clock`).
@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import BrokerkitError
 from ..model import AssetClass, Instrument, OrderStatus, OrderType, Side, TimeInForce
+from ..post_trade.settlement import settle_date_of, trade_date_of
 from .clock import EXCHANGES, Clock, ClockMode, Session, _utc, check_clock_mode, sessions
 
 __all__ = [
@@ -120,7 +121,6 @@ class Listing:
     tradable: bool = True
     top_size: Decimal = Decimal(1000)
     fees: FeeSchedule = ZERO_FEES
-    settlement_days: int = 1
     exchange: str = "NASDAQ"
 
     @property
@@ -168,14 +168,14 @@ def _intl(symbol: str, ccy: str, exchange: str, price: float, tick: str, *, vol:
 def _fx(base: str, quote: str, price: float, tick: str, vol: float = 0.08) -> Listing:
     return Listing(Instrument.fx(base, quote), price, vol, spread_bps=0.5, tick=_D(tick),
                    min_quantity=_D(1), lot_size=_D("0.01"), fractionable=True,
-                   top_size=_D(5_000_000), fees=IBKR_FX, settlement_days=0, exchange="IDEALPRO")
+                   top_size=_D(5_000_000), fees=IBKR_FX, exchange="IDEALPRO")
 
 
 def _coin(base: str, quote: str, price: float, tick: str, min_qty: str, top: str,
           vol: float = 0.6) -> Listing:
     return Listing(Instrument.crypto(base, quote), price, vol, spread_bps=5.0, tick=_D(tick),
                    min_quantity=_D(min_qty), lot_size=_D("0.000000001"), fractionable=True,
-                   shortable=False, top_size=_D(top), fees=CRYPTO_TAKER, settlement_days=0,
+                   shortable=False, top_size=_D(top), fees=CRYPTO_TAKER,
                    exchange="CRYPTO")
 
 
@@ -228,7 +228,7 @@ UNIVERSE: tuple[Listing, ...] = (
             exchange="CBOE"),
     Listing(Instrument.future("ESZ6", "ES", date(2026, 12, 18), "CME", multiplier=50), 6000.0,
             0.16, spread_bps=0.4, tick=_D("0.25"), top_size=_D(50), fees=IBKR_FUTURES,
-            settlement_days=0, exchange="CME"),
+            exchange="CME"),
 )
 
 
@@ -466,6 +466,14 @@ class Market:
         at = self.now() if at is None else _utc(at)
         return sessions(listing.exchange, at).is_open(at)
 
+    def warm_dates(self) -> None:
+        """Build the calendars its listings' fills are dated on (`post_trade.settlement`; a
+        few hundred ms once per process), so the first fill does not wait for them."""
+        now = self.now()
+        for inst in {li.instrument.key: li.instrument for li in self.listings}.values():
+            day = trade_date_of(now, inst.asset_class.value, inst.key, inst.currency)
+            settle_date_of(inst.asset_class.value, inst.key, inst.currency, day)
+
     def trade_date(self, symbol: str | Instrument | Listing, at: datetime | None = None
                    ) -> date:
         """The session `at` (default now) belongs to, in either clock mode: during a session
@@ -475,13 +483,6 @@ class Market:
         listing = self.listing(symbol)
         at = self.now() if at is None else _utc(at)
         return sessions(listing.exchange, at).trade_date(at)
-
-    def settle_date(self, symbol: str | Instrument | Listing, trade_date: date) -> date:
-        """`trade_date` plus the listing's settlement days, counted in its exchange's
-        sessions (post_trade.settlement is the book's source of settle dates)."""
-        listing = self.listing(symbol)
-        at = datetime(trade_date.year, trade_date.month, trade_date.day, tzinfo=UTC)
-        return sessions(listing.exchange, at).after(trade_date, listing.settlement_days)
 
 
 def _lots(quantity: Decimal, listing: Listing) -> Decimal:
@@ -707,14 +708,17 @@ class MatchingEngine:
         total_fee = order.fees.fee(order.filled_quantity, order.filled_value)
         fee, order.fees_paid = total_fee - order.fees_paid, total_fee
         order.status, order.updated_at = OrderStatus.PARTIALLY_FILLED, now
-        trade_date = self.market.trade_date(listing, now)
+        inst = listing.instrument
+        trade_date = trade_date_of(now, inst.asset_class.value, inst.key, inst.currency)
+        settle_date = settle_date_of(inst.asset_class.value, inst.key, inst.currency, trade_date)
+        assert settle_date is not None, f"no settlement rule for {inst.key}"
         fill = Fill(
             fill_id=f"{order.order_id[:8]}-{len(order.fill_ids) + 1}-{uuid.uuid4().hex[:6]}",
             order_id=order.order_id, client_order_id=order.client_order_id,
             account=order.account, key=listing.key, symbol=listing.symbol, side=order.side,
             quantity=qty, price=price, fee=fee, fee_currency=listing.currency,
             currency=listing.currency, executed_at=now, trade_date=trade_date,
-            settle_date=self.market.settle_date(listing, trade_date))
+            settle_date=settle_date)
         order.fill_ids.append(fill.fill_id)
         for listener in list(self._listeners):
             listener(order, fill)

@@ -106,6 +106,10 @@ class BlotterView(LiveView):
         orders = _newest(orders, ORDER_COLUMNS, "created_at", self.limit)
         if "violations" in orders.columns:
             orders["violations"] = orders["violations"].map(violation_codes)
+        if len(fills):  # settle dates from the one source, as the settlement view shows them
+            from ..post_trade.settlement import with_settlement
+
+            fills = with_settlement(fills)
         return orders, _newest(fills, FILL_COLUMNS, "executed_at", self.limit)
 
     def show(self, data: tuple[pd.DataFrame, pd.DataFrame]) -> None:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from brokerkit.model import OrderStatus, OrderType, Side, TimeInForce
+from brokerkit.post_trade.settlement import settle_date_of
 from brokerkit.sandbox import Sandbox
 from brokerkit.sandbox.broker import PaperBroker
 from brokerkit.sandbox.clock import sessions
@@ -59,10 +60,13 @@ def test_always_open_fill_on_saturday_carries_monday_trade_date():
     assert placed.session == MONDAY
 
 
-def test_fill_after_close_on_friday_trades_next_monday():
+def test_an_after_hours_fill_on_friday_keeps_fridays_trade_date_and_settles_monday():
+    """Extended-hours trades are dated the day they execute (FINRA trade reporting: the
+    post-market session to 8:00 p.m. ET reports that day's trades) and settle T+1 from it."""
     b = paper(FRIDAY_AFTER_CLOSE)
     b.submit("A", "AAPL", "buy", quantity=1)
-    assert b.fills()[0].trade_date == MONDAY
+    fill = b.fills()[0]
+    assert fill.trade_date == date(2026, 3, 6) and fill.settle_date == MONDAY
 
 
 def test_fill_during_the_session_carries_that_day():
@@ -75,10 +79,14 @@ def test_always_open_fill_on_thanksgiving_carries_the_half_day_after():
     assert b.fills()[0].trade_date == date(2026, 11, 27)
 
 
-def test_us_settlement_counts_nyse_sessions_and_skips_christmas():
-    m = market(datetime(2026, 12, 24, 11, 0, tzinfo=NY))
-    assert m.trade_date("AAPL") == date(2026, 12, 24)
-    assert m.settle_date("AAPL", date(2026, 12, 24)) == date(2026, 12, 28)
+def test_sandbox_fills_take_their_dates_from_the_settlement_module():
+    """One source of settle dates: the sandbox's fill of an after-hours trade keeps its day
+    (2026-12-03, settling 12-04), as every adapter and the cash ladder say."""
+    b = paper(datetime(2026, 12, 3, 20, 30, tzinfo=NY))
+    b.submit("A", "AAPL", "buy", quantity=1)
+    fill = b.fills()[0]
+    assert (fill.trade_date, fill.settle_date) == (date(2026, 12, 3), date(2026, 12, 4))
+    assert settle_date_of("equity", "STK:AAPL", "USD", fill.trade_date) == fill.settle_date
 
 
 def test_always_open_day_order_placed_on_saturday_lives_until_monday_close():
@@ -130,7 +138,8 @@ def test_cme_futures_trade_date_is_the_globex_session(at, trade_date):
 def test_crypto_trade_date_is_the_utc_calendar_day_even_on_saturday():
     m = market(datetime(2026, 3, 7, 23, 30, tzinfo=UTC))
     assert m.trade_date("BTC/USD") == date(2026, 3, 7)
-    assert m.settle_date("BTC/USD", date(2026, 3, 7)) == date(2026, 3, 7)
+    assert settle_date_of("crypto", "CRYPTO:BTC/USD", "USD", date(2026, 3, 7)) \
+        == date(2026, 3, 7)
 
 
 # -- exchange: real sessions, holidays and half days --------------------------------------------
