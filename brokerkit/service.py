@@ -9,6 +9,23 @@ connects them concurrently, and answers:
 - `balances()`, `positions()`, `orders()`, `fills()`: canonical frames of every connection
   stacked, with base-currency columns added to balances and positions.
 
+Consolidated buying power. Brokers' own figures are unlike (IBKR's `BuyingPower` is 4 x
+AvailableFunds, intraday; Alpaca's is 2x overnight, or 4x intraday for a pattern day
+trader), so adding them says nothing. Each account gets ONE figure by its type, in the base
+currency (`buying_power_consolidated_base`, on the account's first row), and the summary's
+`total_buying_power` adds those; each connection's native figure stays beside it
+(`buying_power` in the frame, `buying_power_native` in the status entry):
+
+- cash: settled cash available, the sum of `settled_cash` (floored at 0);
+- Reg T margin: overnight buying power, 2 x excess equity = 2 x (equity - initial margin)
+  (Reg T's 50% initial margin, 12 CFR 220.12; never the intraday 4x), floored at 0;
+- portfolio margin: excess equity, equity - initial (risk-based) margin, floored at 0;
+- crypto: cash available, as for a cash account (crypto settles at once).
+
+The type is the adapter's `account_types` ("cash", "margin", "portfolio_margin"); a
+connection trading crypto only is "crypto"; an account whose broker does not say is "margin"
+when it reports an initial margin requirement, else "cash".
+
 One slow or failing connection never blocks or hides the others: every call to a connection
 has a timeout, and a connection that fails shows as `degraded` or `down` with its error. The
 frames carry the connections that could not be read in `frame.attrs['errors']`, so a caller
@@ -62,6 +79,8 @@ class _Entry:
     #: the last submit fault or rate-limit pushback, until a submit is answered again: the
     #: connection shows degraded with it whatever its reads say
     trading_error: str | None = None
+    #: the adapter's {account: type}, read once (None: not read yet)
+    account_types: dict[str, str] | None = None
 
 
 def _now() -> datetime:
@@ -338,10 +357,67 @@ class BrokerageService(runtime.Bridged):
     # -- consolidated frames --------------------------------------------------------------
     async def balances_async(self) -> pd.DataFrame:
         """Balances of every account, one row per account and currency, with
-        `cash_base`, `buying_power_base` and `equity_base` in the base currency."""
-        df, errors = await self._gather(lambda a: a.balances_async(), frames.BALANCES)
+        `cash_base`, `buying_power_base` and `equity_base` in the base currency, the
+        `account_type` and the account's consolidated buying power
+        (`buying_power_consolidated_base`, see the module docstring)."""
+        (df, errors), types = await asyncio.gather(
+            self._gather(lambda a: a.balances_async(), frames.BALANCES), self._all_types())
         df = self._with_base(df, ("cash", "buying_power", "equity"))
+        df = self._consolidated(df, types)
         df.attrs["errors"] = errors
+        return df
+
+    async def _types(self, entry: _Entry) -> dict[str, str]:
+        """The connection's {account: type}, kept once the broker says; {} until then."""
+        if entry.account_types is None:
+            adapter = entry.adapter
+            caps = adapter.capabilities.asset_classes if adapter is not None else frozenset()
+            if caps and all(c.value == "crypto" for c in caps):
+                entry.account_types = {a: "crypto" for a in (adapter.accounts if adapter
+                                                             else [])} or {"*": "crypto"}
+            else:
+                try:
+                    got = await self._call(entry, lambda a: a.account_types_async())
+                except Exception:
+                    return {}
+                if not got:
+                    return {}  # not said yet (asked again next time)
+                entry.account_types = dict(got)
+        return entry.account_types
+
+    async def _all_types(self) -> dict[str, dict[str, str]]:
+        """{connection: {account: type}} of every connection, asked concurrently."""
+        entries = list(self._entries.values())
+        got = await asyncio.gather(*(self._types(e) for e in entries))
+        return {e.config.name: t for e, t in zip(entries, got, strict=True)}
+
+    def _consolidated(self, df: pd.DataFrame, types: dict[str, dict[str, str]]
+                      ) -> pd.DataFrame:
+        """`account_type` and `buying_power_consolidated_base` per account (see the module
+        docstring): the account's one figure on its first row, 0.0 on its others."""
+        import pandas as pd
+
+        df = df.copy()
+        df["account_type"] = pd.Series(dtype=object, index=df.index)
+        df["buying_power_consolidated_base"] = 0.0
+        if df.empty:
+            return df
+        to_base = self.fx.to_base
+        settled = to_base(df["settled_cash"].fillna(0.0), df["currency"], self.base_currency)
+        init = to_base(df["margin_init"], df["currency"], self.base_currency)
+        for (conn, acct), idx in df.groupby(["connection", "account"], sort=False).groups.items():
+            given = types.get(conn, {})
+            kind = given.get(acct) or given.get("*")
+            if kind is None:
+                kind = "margin" if (init[idx].fillna(0.0) > 0).any() else "cash"
+            if kind in ("cash", "crypto"):
+                figure = float(settled[idx].sum())
+            else:
+                excess = float(df.loc[idx, "equity_base"].fillna(0.0).sum()
+                               - init[idx].fillna(0.0).sum())
+                figure = excess if kind == "portfolio_margin" else 2 * excess
+            df.loc[idx, "account_type"] = kind
+            df.loc[idx[0], "buying_power_consolidated_base"] = max(0.0, figure)
         return df
 
     async def positions_async(self) -> pd.DataFrame:
@@ -380,22 +456,31 @@ class BrokerageService(runtime.Bridged):
 
     # -- status ---------------------------------------------------------------------------
     async def get_status_async(self) -> dict[str, Any]:
-        """Consolidated status: a summary with total buying power in the base currency and
-        connection counts, and one entry per connection with its health and buying power."""
+        """Consolidated status: a summary with total buying power in the base currency (the
+        sum of the accounts' consolidated figures, see the module docstring) and connection
+        counts, and one entry per connection with its health, its consolidated
+        `buying_power`, its own `buying_power_native` and its `account_types`."""
         entries = list(self._entries.values())
-        results = await asyncio.gather(*(self._call(e, lambda a: a.balances_async())
-                                         for e in entries), return_exceptions=True)
+        results, all_types = await asyncio.gather(
+            asyncio.gather(*(self._call(e, lambda a: a.balances_async()) for e in entries),
+                           return_exceptions=True), self._all_types())
         rows: list[dict[str, Any]] = []
         total = 0.0
         for entry, res in zip(entries, results, strict=True):
             if isinstance(res, BaseException) and not isinstance(res, Exception):
                 raise res
             bp: float | None = None
+            native: float | None = None
+            types: dict[str, str] = {}
             accounts = entry.adapter.accounts if entry.adapter is not None else []
             if not isinstance(res, BaseException):
                 try:
-                    bp = float(self.fx.to_base(res["buying_power"], res["currency"],
-                                               self.base_currency).sum())
+                    native = float(self.fx.to_base(res["buying_power"], res["currency"],
+                                                   self.base_currency).sum())
+                    one = self._consolidated(self._with_base(res, ("equity",)), all_types)
+                    bp = float(one["buying_power_consolidated_base"].sum())
+                    types = {str(a): str(t) for a, t in
+                             zip(one["account"], one["account_type"], strict=True)}
                 except Exception as exc:  # a missing FX rate: show it on the connection
                     self._mark(entry, "degraded", error=_describe(exc))
                 accounts = sorted(set(res["account"])) or accounts
@@ -409,6 +494,8 @@ class BrokerageService(runtime.Bridged):
                 "latency_ms": h.latency_ms,
                 "accounts": list(accounts),
                 "buying_power": None if bp is None else round(bp, 2),
+                "buying_power_native": None if native is None else round(native, 2),
+                "account_types": types,
                 "currency": self.base_currency,
                 "trading": bool(entry.adapter is not None
                                 and entry.adapter.capabilities.trading

@@ -16,19 +16,19 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..adapters import Adapter
-from ..model import Side
+from ..model import AssetClass, OrderIntent, Side
 from .killswitch import KillSwitch, StateView
 
 if TYPE_CHECKING:
     from ..service import BrokerageService
 
 __all__ = ["FACTS_TTL", "HOURS_TTL", "QUOTE_STALE", "QUOTE_TTL", "STATE_CHECK_TTL", "STATE_TTL",
-           "CheckInputs", "Inputs", "decimal_of"]
+           "CheckInputs", "Inputs", "decimal_of", "needs_margin_preview"]
 
 log = logging.getLogger("brokerkit.execution")
 
@@ -209,6 +209,28 @@ class CheckInputs:
             cost = Decimal(repr(quantity * price))
             cache.spent[account] = cache.spent.get(account, Decimal(0)) + cost
 
+    async def margin_required(self, adapter: Adapter, intent: OrderIntent, account: str,
+                              currency: str) -> Decimal | None:
+        """The initial margin `intent` adds at `account`, in `currency`, from the
+        connection's own preview (IBKR's what-if `initMarginChange`, in the account's base
+        currency); None when the adapter has no preview or it fails (the buying-power check
+        then applies `brokerkit.venues.margin`'s rule). One round trip: call it only for
+        orders `needs_margin_preview` names, never for a stock order."""
+        preview = getattr(adapter, "what_if_async", None)
+        if preview is None:
+            return None
+        try:
+            row = (await preview(replace(intent, account=account))).iloc[0]
+            change = decimal_of(row["initial_margin_change"])
+            if change is None:
+                return None
+            rate = self._brokerage.fx.rate(str(row["currency"]), currency)
+        except Exception as exc:  # no preview: the rule stands in
+            log.warning("margin preview of %s at %s failed: %s", intent.symbol, adapter.name,
+                        exc)
+            return None
+        return change * Decimal(repr(rate))
+
     async def gross_exposure(self) -> Decimal | None:
         """Sum of |market value| of every position at every connection, in the base
         currency; None when any connection could not be read (unknown is not zero)."""
@@ -318,6 +340,13 @@ class CheckInputs:
             task = asyncio.ensure_future(self._fetch(store, key, fetch, what))
             task.add_done_callback(lambda _t: refreshing.discard(key))
             self._keep(task)
+
+
+def needs_margin_preview(asset_class: AssetClass, intent: OrderIntent) -> bool:
+    """Whether the buying-power check needs the order's initial margin: a future, or an
+    option sale (which may open a short); never a stock order (no extra round trip)."""
+    return asset_class is AssetClass.FUTURE or (
+        asset_class is AssetClass.OPTION and intent.side is Side.SELL)
 
 
 def _quote_fetch(adapter: Adapter, symbol: str

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..adapters import Adapter, BrokerOrder
 from ..errors import AdapterError
 from ..model import AssetClass, OrderIntent, OrderResult, OrderStatus, Violation, reason_of
-from .inputs import CheckInputs, Inputs, decimal_of, quote_price
+from .inputs import CheckInputs, Inputs, decimal_of, needs_margin_preview, quote_price
 from .killswitch import StateView
 from .limits import RiskLimits
 from .ratelimit import RateLimiter
@@ -187,7 +187,11 @@ class Pipeline:
                                               fresh_state=preview)
         ac, limits = self._order_limits(intent, chosen, inputs[0])
         exposure = await self.inputs.gross_exposure() if limits.max_gross_exposure else None
-        return self._checked(intent, chosen, adapter, account, inputs, ac, limits, exposure)
+        margin = await self.inputs.margin_required(
+            adapter, intent, account, (inputs[0] or {}).get("currency") or intent.currency
+            or "USD") if needs_margin_preview(ac, intent) else None
+        return self._checked(intent, chosen, adapter, account, inputs, ac, limits, exposure,
+                             margin)
 
     def _order_limits(self, intent: OrderIntent, chosen: Route,
                       facts_row: Mapping[str, Any] | None) -> tuple[AssetClass, Any]:
@@ -199,9 +203,10 @@ class Pipeline:
         return ac, self.limits.for_order(chosen.connection, ac, intent.symbol)
 
     def _checked(self, intent: OrderIntent, chosen: Route, adapter: Adapter, account: str,
-                 inputs: Inputs, ac: AssetClass, limits: Any,
-                 exposure: Decimal | None) -> PreparedOrder:
-        """Run every pre-trade check on the gathered inputs (no await, no I/O)."""
+                 inputs: Inputs, ac: AssetClass, limits: Any, exposure: Decimal | None,
+                 margin: Decimal | None = None) -> PreparedOrder:
+        """Run every pre-trade check on the gathered inputs (no await, no I/O); `margin` is
+        the initial margin the order adds, from the connection's preview, where asked."""
         facts_row, quote, hours, (positions, balances), types, state = inputs
         name = chosen.connection
         instrument = facts_row["instrument"] if facts_row else f"?:{intent.symbol}"
@@ -226,6 +231,7 @@ class Pipeline:
             within_rate_limit=limiter.wait_time() == 0.0 or limits.on_rate_limit == "wait",
             rate_limit=str(limiter),
             duplicate=bool(fingerprint) and self.duplicates.seen(fingerprint),
+            margin_required=margin,
         )
         violations = [_with_state(v, state) for v in run_checks(ctx)]
         violations += adapter.check_intent(intent, facts_row)

@@ -34,7 +34,7 @@ from .. import runtime
 from ..adapters import Adapter, BrokerOrder
 from ..book.feed import BrokerFeed
 from ..errors import BookUnavailable, InvalidIntent
-from ..model import OrderIntent, OrderResult, OrderStatus, Side, Violation
+from ..model import OrderIntent, OrderResult, OrderStatus, Violation
 from .fills import FILL_DRAIN_TIMEOUT, FillSync
 from .inputs import CheckInputs
 from .journal import Journal
@@ -148,13 +148,14 @@ class ExecutionService(runtime.Bridged):
             return Preview(False, None, None, parsed.symbol, parsed.side.value, None,
                            (prepared,), reason=reason_of([prepared]), trading_state=state.state)
         ctx = prepared.ctx
-        from .risk import CHECKS
+        from .risk import CHECKS, buying_power_need
 
         passed = () if prepared.violations else \
             tuple(c.__name__.removeprefix("check_") for c in CHECKS if c(ctx) is None)
         after = None
-        if ctx.buying_power is not None and ctx.notional is not None:
-            after = ctx.buying_power - (ctx.notional if parsed.side is Side.BUY else 0)
+        need = buying_power_need(ctx)
+        if ctx.buying_power is not None and not isinstance(need, Violation):
+            after = ctx.buying_power - (need[0] if need is not None else 0)
         return Preview(
             ok=not prepared.violations, connection=prepared.route.connection,
             account=ctx.account, symbol=parsed.symbol, side=parsed.side.value,

@@ -15,57 +15,69 @@ from .settlement import market_day, settle_dates_of
 __all__ = ["GOOD_FAITH_COLUMNS", "LADDER_COLUMNS", "cash_ladder", "good_faith_violations"]
 
 
-def _cash_flows(fills: pd.DataFrame) -> pd.DataFrame:
-    """One row per cash movement: (connection, account, currency, settle_date, amount). Sales
-    bring in quantity x price, buys pay it, fees are paid in `fee_currency` (else the
-    trade's currency)."""
-    sign = np.where(fills["side"].astype(str).str.lower() == "sell", 1.0, -1.0)
+def _settling(fills: pd.DataFrame) -> pd.DataFrame:
+    """One row per fill: (connection, account, currency, settle_date, receiving, paying):
+    a sale receives quantity x price on its settle date, a buy pays it then. Fees are not
+    here: brokers take them from settled cash at trade time (see `cash_ladder`)."""
+    sell = (fills["side"].astype(str).str.lower() == "sell").to_numpy()
     gross = fills["quantity"].astype("float64").to_numpy() * \
         fills["price"].astype("float64").to_numpy()
-    fee = fills["fee"].astype("float64").fillna(0.0).to_numpy() if "fee" in fills.columns \
-        else np.zeros(len(fills))
-    fee_ccy = fills["fee_currency"].fillna(fills["currency"]) if "fee_currency" in \
-        fills.columns else fills["currency"]
-    keys = {"connection": fills["connection"], "account": fills["account"].fillna(""),
-            "settle_date": settle_dates_of(fills)}
-    trade = pd.DataFrame({**keys, "currency": fills["currency"], "amount": sign * gross})
-    fees = pd.DataFrame({**keys, "currency": fee_ccy, "amount": -fee})
-    return pd.concat([trade, fees[fee != 0]], ignore_index=True)
+    return pd.DataFrame({
+        "connection": fills["connection"].to_numpy(),
+        "account": fills["account"].fillna("").to_numpy(),
+        "currency": fills["currency"].to_numpy(),
+        "settle_date": pd.to_datetime(settle_dates_of(fills)).to_numpy(),
+        "receiving": np.where(sell, gross, 0.0), "paying": np.where(sell, 0.0, gross)})
 
 
-LADDER_COLUMNS = ["connection", "account", "currency", "date", "settling", "settled_cash",
-                  "unsettled"]
+LADDER_COLUMNS = ["connection", "account", "currency", "date", "settling", "paying",
+                  "settled_cash", "unsettled"]
 
 
 def cash_ladder(fills: pd.DataFrame, balances: pd.DataFrame,
                 as_of: date | str | pd.Timestamp | None = None) -> pd.DataFrame:
-    """Settled and unsettled cash per connection, account and currency, projected forward by
-    settle date.
+    """Settled cash per connection, account and currency, projected forward by settle date.
 
-    `balances.settled_cash` is taken as of `as_of` (fills settling on or before it are in
-    it). One row per (connection, account, currency) for `as_of`, then one per later settle
-    date: `settling` (cash that settles that day), `settled_cash` (at the end of that day),
-    `unsettled` (traded, not yet settled, at the end of that day). Columns: LADDER_COLUMNS."""
+    The opening figure is `balances.settled_cash` as of `as_of`, in the meaning IBKR gives
+    its `SettledCash` ("cash recognized at the time of settlement - purchases at the time of
+    trade - commissions - taxes - fees", TWS API account summary tags): buys, and every fee,
+    are already out of it on their trade date, while sale proceeds come in only when they
+    settle. brokerkit's adapters report that figure (the sandbox computes it the same way:
+    trade-date cash less sale proceeds not yet settled). So the ladder adds each sale's
+    proceeds on its settle date and never deducts a buy or a fee again.
+
+    One row per (connection, account, currency) for `as_of`, then one per later settle
+    date of its fills: `settling` (sale proceeds that settle that day and join settled cash),
+    `paying` (the cost of buys that settle that day: paid then, already out of settled cash),
+    `settled_cash` (at the end of that day), `unsettled` (sale proceeds traded, not yet
+    settled, at the end of that day). Fills settling on or before `as_of` are in the balances
+    already and are left out. With no fills, the opening rows. Columns: LADDER_COLUMNS."""
     day = market_day(as_of)
     keys = ["connection", "account", "currency"]
-    flows = _cash_flows(fills) if len(fills) else pd.DataFrame(
-        columns=[*keys, "settle_date", "amount"])
-    flows = flows[pd.to_datetime(flows["settle_date"]) > day]
+    flows = _settling(fills) if len(fills) else pd.DataFrame(
+        {k: pd.Series(dtype=object) for k in keys} | {
+            "settle_date": pd.Series(dtype="datetime64[ns]"),
+            "receiving": pd.Series(dtype="float64"), "paying": pd.Series(dtype="float64")})
+    flows = flows[flows["settle_date"] > day]
     start = balances.assign(account=balances["account"].fillna("")).groupby(
-        keys, dropna=False)["settled_cash"].sum().fillna(0.0)
-    pending = flows.groupby([*keys, "settle_date"], dropna=False)["amount"].sum()
-    opening = pd.DataFrame({"date": day, "settling": 0.0, "start": start})
-    # every account/currency that has a balance or pending flows starts the ladder
+        keys, dropna=False)["settled_cash"].sum().astype("float64").fillna(0.0)
+    pending = flows.groupby([*keys, "settle_date"], dropna=False)[["receiving", "paying"]].sum()
+    opening = pd.DataFrame({"date": day, "settling": 0.0, "paying": 0.0,
+                            "start": start}, index=start.index)
+    # every account/currency that has a balance or pending settlements starts the ladder
     missing = pending.index.droplevel("settle_date").unique().difference(start.index)
-    opening = pd.concat([opening, pd.DataFrame({"date": day, "settling": 0.0, "start": 0.0},
-                                               index=missing)])
-    later = pending.rename("settling").reset_index("settle_date").rename(
-        columns={"settle_date": "date"})
+    if len(missing):
+        opening = pd.concat([opening, pd.DataFrame(
+            {"date": day, "settling": 0.0, "paying": 0.0, "start": 0.0}, index=missing)])
+    later = pending.rename(columns={"receiving": "settling"}).reset_index("settle_date") \
+        .rename(columns={"settle_date": "date"})
     ladder = pd.concat([opening.rename_axis(keys).reset_index(),
                         later.rename_axis(keys).reset_index()], ignore_index=True)
     if ladder.empty:
         return pd.DataFrame(columns=LADDER_COLUMNS)
     ladder = ladder.sort_values([*keys, "date"], kind="stable").reset_index(drop=True)
+    for col in ("settling", "paying", "start"):
+        ladder[col] = ladder[col].astype("float64")
     by_key = ladder.groupby(keys, dropna=False, sort=False)
     ladder["start"] = by_key["start"].transform("first")
     settled_so_far = by_key["settling"].cumsum()

@@ -1,8 +1,12 @@
 """`BalancesView`: consolidated balances: buying power by institution and account, and a chart.
 
 Rows are `BrokerageService.balances_async()`'s (one per account and currency, with
-base-currency columns added); the chart sums buying power in the base currency per account,
-coloured by institution.
+base-currency columns added). The table shows each broker's own buying power (`buying_power`,
+native: IBKR's 4x intraday next to Alpaca's 2x overnight) beside the account's one
+consolidated figure (`buying_power_consolidated_base`: settled cash for cash and crypto
+accounts, 2 x excess equity for Reg T margin, excess equity for portfolio margin; see
+`brokerkit.service`); the chart shows the consolidated figure per account, coloured by
+institution, since only those add up.
 """
 
 from __future__ import annotations
@@ -24,16 +28,20 @@ __all__ = ["BALANCE_COLUMNS", "BalancesView", "bar_chart", "buying_power_by_acco
 
 _MONEY = {"type": "money", "thousand": ",", "precision": 2}
 
-BALANCE_COLUMNS = ("institution", "connection", "account", "currency", "cash", "buying_power",
-                   "equity", "buying_power_base")
+BALANCE_COLUMNS = ("institution", "connection", "account", "account_type", "currency", "cash",
+                   "settled_cash", "buying_power", "equity", "buying_power_base",
+                   "buying_power_consolidated_base")
+_CONSOLIDATED = "buying_power_consolidated_base"
 
 
 def buying_power_by_account(balances: pd.DataFrame) -> pd.DataFrame:
-    """Buying power in the base currency summed per (institution, account), largest first."""
+    """Consolidated buying power in the base currency per (institution, account), largest
+    first (the native `buying_power_base` when the frame has no consolidated column)."""
+    col = _CONSOLIDATED if _CONSOLIDATED in balances.columns else "buying_power_base"
     if balances.empty:
-        return pd.DataFrame(columns=["institution", "account", "buying_power_base"])
-    return (balances.groupby(["institution", "account"], as_index=False)["buying_power_base"]
-            .sum().sort_values("buying_power_base", ascending=False, ignore_index=True))
+        return pd.DataFrame(columns=["institution", "account", col])
+    return (balances.groupby(["institution", "account"], as_index=False)[col]
+            .sum().sort_values(col, ascending=False, ignore_index=True))
 
 
 def bar_chart(labels: list[str], values: list[float], title: str, *,
@@ -61,8 +69,8 @@ class BalancesView(LiveView):
             pd.DataFrame(columns=list(BALANCE_COLUMNS)), show_index=False, disabled=True,
             groupby=["institution"], sizing_mode="stretch_width", css_classes=["balances-table"],
             pagination="local", page_size=25,
-            formatters={c: _MONEY for c in ("cash", "buying_power", "equity",
-                                            "buying_power_base")})
+            formatters={c: _MONEY for c in ("cash", "settled_cash", "buying_power", "equity",
+                                            "buying_power_base", _CONSOLIDATED)})
         self._chart = pn.pane.Bokeh(None, sizing_mode="stretch_width")
         self._layout = pn.Column("### Balances", self._error_pane, self._chart, self._table,
                                  sizing_mode="stretch_width")
@@ -93,8 +101,8 @@ class BalancesView(LiveView):
         base = data["base_currency"].iloc[0] if "base_currency" in data and len(data) else ""
         self._chart.object = bar_chart(
             [f"{i} · {a}" for i, a in zip(per["institution"], per["account"], strict=True)],
-            [float(v) for v in per["buying_power_base"]],
-            f"Buying power by account ({base})",
+            [float(v) for v in per.iloc[:, -1]],
+            f"Consolidated buying power by account ({base})",
             colors=[palette[i] for i in per["institution"]],
             height=max(160, 40 + 28 * len(per)))
 

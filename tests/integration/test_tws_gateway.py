@@ -216,9 +216,9 @@ async def test_what_if_margin(gateway: TwsGateway, ib: IB, caplog_ib) -> None:
     assert n.equityWithLoanBefore == pytest.approx(float(values["EquityWithLoanValue"]),
                                                    abs=0.01)
     last = float(gateway.state.market.quote("AAPL").last)
-    margin = gateway.state.margin
-    assert n.initMarginChange == pytest.approx(100 * last * margin.stock_init, abs=0.01)
-    assert n.maintMarginChange == pytest.approx(100 * last * margin.stock_maint, abs=0.01)
+    # Reg T 50% initial, FINRA 4210(c) 25% maintenance of a long stock position
+    assert n.initMarginChange == pytest.approx(100 * last * 0.50, abs=0.01)
+    assert n.maintMarginChange == pytest.approx(100 * last * 0.25, abs=0.01)
     assert n.initMarginAfter == pytest.approx(n.initMarginBefore + n.initMarginChange,
                                               abs=0.02)
     assert n.maintMarginAfter == pytest.approx(n.maintMarginBefore + n.maintMarginChange,

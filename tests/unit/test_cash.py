@@ -7,14 +7,14 @@ import pytest
 from factories import fill
 
 from brokerkit import frames
-from brokerkit.post_trade.cash import cash_ladder, good_faith_violations
+from brokerkit.post_trade.cash import LADDER_COLUMNS, cash_ladder, good_faith_violations
 
 
 def test_cash_ladder_projects_settled_cash_by_date():
     fills = frames.make(frames.FILLS, [
         fill("2026-11-20", side="sell", quantity=10, price=100, fill_id="s1"),   # +1000 11-23
         fill("2026-11-20", "STK:VOD@LSE", currency="GBP", quantity=100, price=1,
-             fill_id="b1"),                                                     # -100 GBP 11-24
+             fill_id="b1"),                                                     # pays 11-24
     ])
     balances = frames.make(frames.BALANCES, [
         {"connection": "c", "account": "A", "currency": "USD", "settled_cash": 5000},
@@ -26,10 +26,42 @@ def test_cash_ladder_projects_settled_cash_by_date():
     assert usd["unsettled"].tolist() == [1000, 0]
     gbp = ladder[ladder["currency"] == "GBP"].reset_index(drop=True)
     assert gbp["date"].dt.strftime("%Y-%m-%d").tolist() == ["2026-11-20", "2026-11-24"]
-    assert gbp["settled_cash"].tolist() == [300, 200]
+    assert gbp["paying"].tolist() == [0, 100]
+    assert gbp["settled_cash"].tolist() == [300, 300]  # the buy left settled cash on 11-20
 
 
-def test_cash_ladder_includes_currencies_without_a_balance_and_fees_in_their_currency():
+def test_cash_ladder_does_not_deduct_unsettled_buys_twice():
+    """IBKR's SettledCash is "cash recognized at the time of settlement - purchases at the
+    time of trade - commissions - taxes - fees" (TWS API account summary tags,
+    https://interactivebrokers.github.io/tws-api/classIBApi_1_1AccountSummaryTags.html): an
+    unsettled buy and every fee are already out of the opening figure."""
+    fills = frames.make(frames.FILLS, [
+        fill("2026-12-04", "STK:MSFT", quantity=10, price=400, fee=1.0, fill_id="b1"),
+        fill("2026-12-04", "STK:AAPL", side="sell", quantity=5, price=200, fee=1.0,
+             fill_id="s1")])
+    # 10,000 before: the buy (4,000) and both fees (2) are out at trade date; the sale's
+    # 1,000 comes in when it settles (T+1: Monday 12-07)
+    balances = frames.make(frames.BALANCES, [
+        {"connection": "c", "account": "A", "currency": "USD", "settled_cash": 5998.0}])
+    ladder = cash_ladder(fills, balances, as_of="2026-12-04")
+    assert ladder["date"].dt.strftime("%Y-%m-%d").tolist() == ["2026-12-04", "2026-12-07"]
+    assert ladder["settled_cash"].tolist() == [5998.0, 6998.0]
+    assert ladder["paying"].tolist() == [0.0, 4000.0]
+
+
+def test_cash_ladder_on_empty_fills_returns_the_opening_rows():
+    balances = frames.make(frames.BALANCES, [
+        {"connection": "c", "account": "A", "currency": "USD", "settled_cash": 5000},
+        {"connection": "c", "account": "A", "currency": "EUR", "settled_cash": 70}])
+    ladder = cash_ladder(frames.make(frames.FILLS, []), balances, as_of="2026-11-20")
+    assert list(ladder.columns) == LADDER_COLUMNS
+    assert sorted(zip(ladder["currency"], ladder["settled_cash"], strict=True)) == [
+        ("EUR", 70.0), ("USD", 5000.0)]
+    assert ladder["unsettled"].tolist() == [0.0, 0.0]
+    assert cash_ladder(frames.make(frames.FILLS, []), frames.make(frames.BALANCES, [])).empty
+
+
+def test_cash_ladder_includes_currencies_without_a_balance_and_leaves_fees_out():
     fills = frames.make(frames.FILLS, [
         fill("2026-11-22", "CRYPTO:BTC/EUR", "crypto", "EUR", side="sell", quantity=1,
              price=50_000, fee=0.001, fee_currency="BTC", fill_id="x1")])
@@ -38,7 +70,7 @@ def test_cash_ladder_includes_currencies_without_a_balance_and_fees_in_their_cur
     ladder = cash_ladder(fills, balances, as_of="2026-11-21")
     last = ladder.groupby("currency").last()
     assert last.loc["EUR", "settled_cash"] == 50_000 and last.loc["EUR", "unsettled"] == 0
-    assert last.loc["BTC", "settled_cash"] == -0.001
+    assert "BTC" not in last.index  # the fee left the BTC balance when it was charged
     assert last.loc["USD", "settled_cash"] == 10
     assert cash_ladder(fills, balances, as_of="2026-11-22").groupby("currency").size()\
         .to_dict() == {"USD": 1}  # settled by then: already in the balances

@@ -33,7 +33,7 @@ def _totals(s: AccountSnapshot, multiple: float) -> dict[str, str]:
     bp = max(0.0, avail) * multiple
     return {
         "AccountType": "INDIVIDUAL", "NetLiquidation": _m(nlv),
-        "TotalCashValue": _m(s.total_cash), "SettledCash": _m(s.total_cash),
+        "TotalCashValue": _m(s.total_cash), "SettledCash": _m(s.total_settled),
         "AccruedCash": "0.00", "BuyingPower": _m(bp), "EquityWithLoanValue": _m(ewl),
         "PreviousDayEquityWithLoanValue": _m(ewl), "GrossPositionValue": _m(gpv),
         "RegTEquity": _m(ewl), "RegTMargin": _m(init), "SMA": _m(max(0.0, avail)),

@@ -1,7 +1,9 @@
 """The gateway's margin model: initial and maintenance requirements per position, in the
 position's currency, IB-like and simple.
 
-- STK (long or short): Reg T, `stock_init` (50%) and `stock_maint` (25%) of |market value|.
+- STK: Reg T initial (50% of |market value|) and FINRA 4210(c) maintenance (25% long; short
+  the greater of 30% and $5.00 a share, below $5.00 the greater of 100% and $2.50 a share),
+  both from `brokerkit.venues.margin`.
 - OPT long: the premium (no loan value) for both; OPT short: premium plus
   `option_short_pct` (20%) of the underlying's notional.
 - FUT: `future_init` (6%) and `future_maint` (5%) of |notional|.
@@ -13,6 +15,9 @@ position's currency, IB-like and simple.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+
+from ...venues.margin import stock_initial, stock_maintenance
 
 __all__ = ["MarginModel"]
 
@@ -21,8 +26,6 @@ __all__ = ["MarginModel"]
 class MarginModel:
     """Rates of the margin model (fractions of market value or notional)."""
 
-    stock_init: float = 0.5
-    stock_maint: float = 0.25
     option_short_pct: float = 0.2
     future_init: float = 0.06
     future_maint: float = 0.05
@@ -33,7 +36,8 @@ class MarginModel:
         """(initial, maintenance) for `qty` at `price`, in the contract's currency."""
         value = abs(qty * price * multiplier)
         if sec_type == "STK":
-            return value * self.stock_init, value * self.stock_maint
+            q, p = Decimal(str(qty)), Decimal(str(price))
+            return float(stock_initial(q, p)), float(stock_maintenance(q, p))
         if sec_type == "OPT":
             if qty >= 0:
                 return value, value

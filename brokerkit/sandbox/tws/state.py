@@ -81,6 +81,7 @@ class AccountSnapshot:
     base: str
     rates: dict[str, float] = field(default_factory=dict)  # currency -> base
     cash: dict[str, float] = field(default_factory=dict)
+    settled: dict[str, float] = field(default_factory=dict)  # cash less unsettled proceeds
     stock_value: dict[str, float] = field(default_factory=dict)
     option_value: dict[str, float] = field(default_factory=dict)
     futures_pnl: dict[str, float] = field(default_factory=dict)
@@ -96,6 +97,10 @@ class AccountSnapshot:
     @property
     def total_cash(self) -> float:
         return self.in_base(self.cash)
+
+    @property
+    def total_settled(self) -> float:
+        return self.in_base(self.settled)
 
     @property
     def net_liquidation(self) -> float:
@@ -180,6 +185,7 @@ class TwsBroker:
         for ccy in ccys:
             snap.rates[ccy] = self.market.fx_rate(ccy, acct.base_currency)
             snap.cash[ccy] = float(acct.cash.get(ccy, Decimal(0)))
+            snap.settled[ccy] = float(self.paper.settled_cash(account, ccy))
             for d in (snap.stock_value, snap.option_value, snap.futures_pnl, snap.unrealized,
                       snap.realized):
                 d[ccy] = 0.0
