@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .model import ACCOUNT_KINDS, AccountProfile, AssetClass
+from .venues.currencies import EXCHANGE_CURRENCIES, is_currency
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -92,7 +94,9 @@ class ConnectionConfig:
     """One configured connection: its adapter type, options, and secret references.
 
     `secrets` maps an adapter option (e.g. `api_key`) to the *name* of a secret in the store,
-    never to the value itself.
+    never to the value itself. `account_profiles` say what an account may hold, for routing
+    (`accounts = ["U1", { id = "U2", kind = "margin", currencies = ["EUR"],
+    markets = ["XETRA"], asset_classes = ["equity"] }]`).
     """
 
     name: str
@@ -103,6 +107,7 @@ class ConnectionConfig:
     accounts: tuple[str, ...] = ()
     read_only: bool = False
     enabled: bool = True
+    account_profiles: Mapping[str, AccountProfile] = field(default_factory=dict)
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
@@ -199,12 +204,69 @@ _TOP = {"base_currency", "book", "connections", "fx", "risk", "routing", "sandbo
 _CONN = {"type", "institution", "options", "secrets", "accounts", "read_only", "enabled"}
 
 
+_ACCOUNT_KEYS = {"id", "kind", "currencies", "markets", "asset_classes"}
+_ACCOUNTS_EXPECTED = "a list of account ids or { id = ..., kind, currencies, markets, " \
+                     "asset_classes } tables"
+
+
+def _accounts(r: _Reader, body: Mapping[str, Any], key: str
+              ) -> tuple[tuple[str, ...], dict[str, AccountProfile]]:
+    """A connection's `accounts`: ids, and the profiles of those given as tables."""
+    raw = r.typed(body, key, list, [], _ACCOUNTS_EXPECTED)
+    ids: list[str] = []
+    profiles: dict[str, AccountProfile] = {}
+    for n, item in enumerate(raw):
+        where = f"{key}[{n}]"
+        if isinstance(item, str):
+            ids.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise r.fail(where, f"is {item!r}", _ACCOUNTS_EXPECTED)
+        r.known(item, where, _ACCOUNT_KEYS)
+        account = item.get("id")
+        if not isinstance(account, str) or not account:
+            raise r.fail(f"{where}.id", f"is {account!r}", "an account id")
+        kind = item.get("kind")
+        if kind is not None and kind not in ACCOUNT_KINDS:
+            raise r.fail(f"{where}.kind", f"is {kind!r}", "one of " + ", ".join(ACCOUNT_KINDS))
+        lists: dict[str, list[str]] = {}
+        for name in ("currencies", "markets", "asset_classes"):
+            value = item.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise r.fail(f"{where}.{name}", f"is {value!r}", "a list of strings")
+            lists[name] = value
+        for ccy in lists["currencies"]:
+            if not is_currency(ccy):
+                raise r.fail(f"{where}.currencies", f"holds {ccy!r}, not an ISO 4217 "
+                             f"currency code", "codes like 'USD', 'EUR'")
+        for market in lists["markets"]:
+            if market.upper() not in EXCHANGE_CURRENCIES:
+                raise r.fail(f"{where}.markets", f"holds unknown exchange {market!r}",
+                             "exchanges among " + ", ".join(sorted(EXCHANGE_CURRENCIES)))
+        for ac in lists["asset_classes"]:
+            try:
+                AssetClass.parse(ac)
+            except Exception:
+                raise r.fail(f"{where}.asset_classes", f"holds {ac!r}",
+                             "asset classes among " + ", ".join(a.value for a in AssetClass)
+                             ) from None
+        if account in profiles:
+            raise r.fail(f"{where}.id", f"repeats account {account!r}", "each account once")
+        ids.append(account)
+        profiles[account] = AccountProfile(
+            account, kind, frozenset(lists["currencies"]), frozenset(lists["markets"]),
+            frozenset(AssetClass.parse(a) for a in lists["asset_classes"]))
+    return tuple(ids), profiles
+
+
 def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Settings:
     r = _Reader(file)
     r.known(data, "", _TOP)
-    base = r.typed(data, "base_currency", str, "USD", "a 3-letter currency code like 'USD'")
-    if not _CCY.fullmatch(base):
-        raise r.fail("base_currency", f"is {base!r}", "a 3-letter currency code like 'USD'")
+    base = r.typed(data, "base_currency", str, "USD",
+                   "a 3-letter ISO 4217 currency code like 'USD'")
+    if not _CCY.fullmatch(base) or not is_currency(base):
+        raise r.fail("base_currency", f"is {base!r}, not an ISO 4217 currency code",
+                     "a 3-letter ISO 4217 currency code like 'USD', 'EUR' or 'JPY'")
 
     book = r.table(data, "book")
     r.known(book, "book", {"url", "open_from_brokers"})
@@ -230,13 +292,11 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
             if not isinstance(ref, str) or not _NAME.fullmatch(ref):
                 raise r.fail(f"{key}.secrets.{opt}", "must name a secret in the store, not hold "
                              "its value", "a secret name like 'alpaca_key'")
-        accounts = r.typed(body, f"{key}.accounts", list, [], "a list of account ids")
-        if not all(isinstance(a, str) for a in accounts):
-            raise r.fail(f"{key}.accounts", "holds a non-string", "a list of account ids")
+        accounts, profiles = _accounts(r, body, f"{key}.accounts")
         conns[name] = ConnectionConfig(
             name=name, type=ctype,
             institution=r.typed(body, f"{key}.institution", str, "", "a string"),
-            options=options, secrets=secrets, accounts=tuple(accounts),
+            options=options, secrets=secrets, accounts=accounts, account_profiles=profiles,
             read_only=r.typed(body, f"{key}.read_only", bool, False, "true or false"),
             enabled=r.typed(body, f"{key}.enabled", bool, True, "true or false"),
         )

@@ -21,8 +21,12 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import InvalidIntent
+from .venues.currencies import is_currency
+from .venues.symbols import share_class_symbol
 
 __all__ = [
+    "ACCOUNT_KINDS",
+    "AccountProfile",
     "AssetClass",
     "Instrument",
     "OrderIntent",
@@ -185,12 +189,16 @@ class Instrument:
 
     @property
     def key(self) -> str:
+        """`STK:AAPL`, `STK:SAP@XETRA`, `OPT:<OCC>`, ...; a share class is spelled one way
+        (`BRK B`, `BRK/B`, `BRK-B` -> `STK:BRK.B`: `venues.symbols`)."""
         ac = self.asset_class
         if ac is AssetClass.OPTION:
             return f"OPT:{self.occ_symbol}"
-        if ac in (AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND) and self.currency != "USD" \
-                and self.exchange:
-            return f"{ac.key_prefix}:{self.symbol}@{self.exchange}"
+        if ac in (AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND):
+            symbol = share_class_symbol(self.symbol)
+            if self.currency != "USD" and self.exchange:
+                return f"{ac.key_prefix}:{symbol}@{self.exchange}"
+            return f"{ac.key_prefix}:{symbol}"
         return f"{ac.key_prefix}:{self.symbol}"
 
     @property
@@ -229,26 +237,44 @@ class Instrument:
 
     @classmethod
     def parse_key(cls, key: str) -> Instrument:
-        """Rebuild the identifying part of an instrument from its key."""
+        """Rebuild the identifying part of an instrument from its key (`STK:SAP@XETRA`,
+        `OPT:AAPL  261218C00230000` with or without the root's padding, `FUT:ESZ6`,
+        `CASH:EUR.USD`, `CRYPTO:BTC/USD`); raises ValueError naming what is wrong."""
         prefix, sep, rest = key.partition(":")
         if not sep or prefix not in _PREFIX_CLASS or not rest:
-            raise ValueError(f"not an instrument key: {key!r} (expected e.g. STK:AAPL)")
+            raise ValueError(f"not an instrument key: {key!r} (expected e.g. STK:AAPL, "
+                             f"STK:SAP@XETRA, OPT:AAPL  261218C00230000, FUT:ESZ6, "
+                             f"CASH:EUR.USD, CRYPTO:BTC/USD)")
         ac = _PREFIX_CLASS[prefix]
         if ac is AssetClass.OPTION:
-            m = re.fullmatch(r"(.{6})(\d{6})([CP])(\d{8})", rest)
+            m = _OCC_KEY.fullmatch(rest)
             if not m:
-                raise ValueError(f"not an OCC option key: {key!r}")
+                raise ValueError(f"not an OCC option key: {key!r} (expected root, YYMMDD, C or "
+                                 f"P and the strike x 1000 in 8 digits)")
             root, ymd, right, strike = m.groups()
-            exp = datetime.strptime(ymd, "%y%m%d").date()
+            try:
+                exp = datetime.strptime(ymd, "%y%m%d").date()
+            except ValueError:
+                raise ValueError(f"not an OCC option key: {key!r} ({ymd} is no date)") from None
             return cls.option(root.strip(), exp, Decimal(strike) / 1000, right)
         if ac is AssetClass.FX:
+            if not re.fullmatch(r"[A-Z]{3}\.[A-Z]{3}", rest):
+                raise ValueError(f"not an FX key: {key!r} (expected e.g. CASH:EUR.USD)")
             base, _, quote = rest.partition(".")
             return cls.fx(base, quote)
         if ac is AssetClass.CRYPTO:
             base, _, quote = rest.partition("/")
+            if not base:
+                raise ValueError(f"not a crypto key: {key!r} (expected e.g. CRYPTO:BTC/USD)")
             return cls.crypto(base, quote or "USD")
         symbol, _, exchange = rest.partition("@")
+        if not symbol.strip() or (_ and not exchange):
+            raise ValueError(f"not an instrument key: {key!r} (expected e.g. STK:SAP@XETRA)")
         return cls(symbol, ac, "USD" if not exchange else "", exchange)
+
+
+#: An OCC option symbol inside a key: root (padded to 6 or not), YYMMDD, C/P, strike x 1000.
+_OCC_KEY = re.compile(r"([A-Z][A-Z0-9.]{0,5}) *(\d{6})([CP])(\d{8})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,14 +350,22 @@ class OrderIntent:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
             raise InvalidIntent("symbol", "is required (e.g. 'AAPL', 'BTC/USD', 'EUR.USD')")
         symbol = self.symbol.strip().upper()
-        if not _SYMBOL.fullmatch(symbol):
-            raise InvalidIntent("symbol", f"{self.symbol!r} is not a valid symbol")
+        keyed = _key_instrument(symbol) if ":" in symbol else None
+        if keyed is not None:
+            symbol = keyed.key  # the canonical spelling (an OCC root padded to 6)
+        elif not _SYMBOL.fullmatch(symbol):
+            raise InvalidIntent("symbol", f"{self.symbol!r} is not a valid symbol or "
+                                          f"instrument key")
         set_(self, "symbol", symbol)
         set_(self, "side", Side.parse(self.side, "side"))
         set_(self, "order_type", OrderType.parse(self.order_type, "order_type"))
         set_(self, "time_in_force", TimeInForce.parse(self.time_in_force, "time_in_force"))
         if self.asset_class is not None:
             set_(self, "asset_class", AssetClass.parse(self.asset_class, "asset_class"))
+            if keyed is not None and self.asset_class.key_prefix != keyed.asset_class.key_prefix:
+                raise InvalidIntent("asset_class", f"{self.asset_class.value!r} does not match "
+                                                   f"the key {symbol} "
+                                                   f"({keyed.asset_class.value})")
         for name in ("quantity", "notional", "limit_price", "stop_price", "trail_price",
                      "trail_percent"):
             value = getattr(self, name)
@@ -368,7 +402,11 @@ class OrderIntent:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidIntent(name, f"{value!r} is not a valid {name}")
         if self.currency is not None:
-            set_(self, "currency", self.currency.strip().upper())
+            currency = self.currency.strip().upper()
+            if not is_currency(currency):
+                raise InvalidIntent("currency", f"{self.currency!r} is not an ISO 4217 "
+                                                f"currency code (e.g. USD, EUR, JPY)")
+            set_(self, "currency", currency)
         if self.client_order_id is not None:
             _check_client_order_id(self.client_order_id)
         for name in ("extended_hours", "reduce_only"):
@@ -405,6 +443,12 @@ class OrderIntent:
         return cls(**data)
 
     @property
+    def instrument(self) -> Instrument | None:
+        """The instrument the symbol names when it is a canonical key (`STK:SAP@XETRA`,
+        `OPT:AAPL  261218C00230000`), else None (a broker's plain symbol)."""
+        return Instrument.parse_key(self.symbol) if ":" in self.symbol else None
+
+    @property
     def signed_quantity(self) -> Decimal | None:
         return None if self.quantity is None else self.quantity * self.side.sign
 
@@ -428,6 +472,14 @@ class OrderIntent:
 
 _INTENT_FIELDS = frozenset(f.name for f in fields(OrderIntent))
 
+
+def _key_instrument(symbol: str) -> Instrument:
+    """The instrument of a canonical key given as an order's symbol, or INVALID_INTENT."""
+    try:
+        return Instrument.parse_key(symbol)
+    except ValueError as exc:
+        raise InvalidIntent("symbol", str(exc)) from None
+
 _PRICES_NEEDED: dict[OrderType, tuple[str, ...]] = {
     OrderType.MARKET: (),
     OrderType.LIMIT: ("limit_price",),
@@ -435,6 +487,78 @@ _PRICES_NEEDED: dict[OrderType, tuple[str, ...]] = {
     OrderType.STOP_LIMIT: ("limit_price", "stop_price"),
     OrderType.TRAILING_STOP: (),
 }
+
+
+#: What an account is for: `cash` and `margin` accounts hold securities, a `crypto` account
+#: (a broker's separate crypto wallet, e.g. Alpaca Crypto's or IBKR's Paxos) holds crypto only.
+ACCOUNT_KINDS = ("cash", "margin", "crypto")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProfile:
+    """What one account may hold, as its connection knows it (configured or discovered).
+
+    Each empty set says "not restricted": `currencies` it holds cash in, `markets` (exchange
+    names, as in `STK:SAP@XETRA`) and `asset_classes` it is permitted to trade. A `crypto`
+    account holds crypto only, and no other account takes crypto from it.
+    """
+
+    account: str
+    kind: str | None = None
+    currencies: frozenset[str] = frozenset()
+    markets: frozenset[str] = frozenset()
+    asset_classes: frozenset[AssetClass] = frozenset()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.account, str) or not self.account:
+            raise ValueError(f"account must be a non-empty string, got {self.account!r}")
+        if self.kind is not None and self.kind not in ACCOUNT_KINDS:
+            raise ValueError(f"account {self.account}: kind {self.kind!r} is not one of "
+                             f"{', '.join(ACCOUNT_KINDS)}")
+        currencies = frozenset(str(c).upper() for c in self.currencies)
+        # a crypto account holds coins and stablecoins (USDT) besides ISO currencies
+        bad = sorted(c for c in currencies if not (
+            is_currency(c) or (self.kind == "crypto" and re.fullmatch(r"[A-Z0-9]{2,10}", c))))
+        if bad:
+            raise ValueError(f"account {self.account}: {bad[0]!r} is not an ISO 4217 "
+                             f"currency code")
+        set_(self, "currencies", currencies)
+        set_(self, "markets", frozenset(str(m).upper() for m in self.markets))
+        try:
+            classes = frozenset(AssetClass.parse(a, "asset_classes") for a in self.asset_classes)
+        except InvalidIntent as exc:
+            raise ValueError(f"account {self.account}: {exc}") from None
+        if self.kind == "crypto" and not classes:
+            classes = frozenset({AssetClass.CRYPTO})
+        set_(self, "asset_classes", classes)
+
+    def refusal(self, asset_class: AssetClass, market: str, currencies: Iterable[str]
+                ) -> str | None:
+        """Why this account cannot hold the instrument (asset class, market or "" when not
+        known, the currencies it settles in), or None when it can."""
+        if self.kind == "crypto" and asset_class is not AssetClass.CRYPTO:
+            return f"{self.account} is a crypto account, not for {asset_class.value}"
+        held = self.asset_classes
+        if asset_class is AssetClass.ETF and AssetClass.EQUITY in held:
+            held = held | {AssetClass.ETF}
+        if held and asset_class not in held:
+            what = ", ".join(sorted(a.value for a in held))
+            return f"{self.account} trades {what}, not {asset_class.value}"
+        if self.markets and market and market not in self.markets:
+            return f"{self.account} trades on {', '.join(sorted(self.markets))}, not {market}"
+        missing = [c for c in currencies if self.currencies and c not in self.currencies]
+        if missing:
+            return f"{self.account} holds {', '.join(sorted(self.currencies))}, not " \
+                   f"{', '.join(missing)}"
+        return None
+
+    def fit(self, asset_class: AssetClass, market: str, currencies: Iterable[str]) -> int:
+        """How specifically this account is meant for the instrument: one point each for
+        naming its asset class, its market and its currencies (0: merely not excluded)."""
+        return (bool(self.asset_classes) and asset_class in self.asset_classes) + \
+            (bool(market) and market in self.markets) + \
+            (bool(self.currencies) and all(c in self.currencies for c in currencies))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import ConnectionConfig, Settings, sandbox_home
+from .model import AccountProfile
 from .secrets import Secret
 
 __all__ = ["EMBEDDED", "apply_profile", "embedded_settings"]
@@ -56,7 +57,11 @@ def _connections(info: Mapping[str, Any]) -> tuple[dict[str, ConnectionConfig],
     servers = info["servers"]
     conns = {c["name"]: ConnectionConfig(
                  name=c["name"], type="paper", institution=c["institution"],
-                 options={"url": servers["paper"]["url"]}, accounts=tuple(c["accounts"]))
+                 options={"url": servers["paper"]["url"]}, accounts=tuple(c["accounts"]),
+                 account_profiles={a: AccountProfile(a, p.get("kind"), p.get("currencies", ()),
+                                                     p.get("markets", ()),
+                                                     p.get("asset_classes", ()))
+                                   for a, p in c.get("profiles", {}).items()})
              for c in info.get("connections", ())}
     alpaca = servers["alpaca"]
     conns["alpaca-paper"] = ConnectionConfig(

@@ -23,10 +23,14 @@ INSUFFICIENT_BUYING_POWER              a buy, or a margin sale opening or adding
 NOT_FRACTIONABLE                       a fractional (or notional) order on an instrument that
                                        is not fractionable, or under its minimum quantity
 NOT_TRADABLE                           the instrument is not tradable at the connection
-MARKET_CLOSED                          the market is closed (orders for the open, OPG, pass)
+MARKET_CLOSED                          an order that must execute at once (IOC, FOK) while the
+                                       market is closed or its hours unknown; day, GTC, OPG
+                                       and CLS orders are queued by the broker and pass
 SHORT_SALE_NOT_ALLOWED                 a sale opening or adding to a short in a cash account,
-                                       on a non-shortable instrument, or with allow_short false
-DUPLICATE_INTENT                       an identical intent was sent within the duplicate window
+                                       on a non-shortable instrument, with allow_short false,
+                                       or in fractional shares
+DUPLICATE_INTENT                       an identical intent (time in force and extended hours
+                                       included) was sent within the duplicate window
 =====================================  ========================================================
 
 Rules that are stricter than NautilusTrader's RiskEngine, on purpose:
@@ -59,7 +63,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-from ..model import AssetClass, OrderIntent, Side, TimeInForce, Violation
+from ..model import AssetClass, Instrument, OrderIntent, Side, Violation
+from ..venues import margin as margin_rules
+from ..venues.hours import QUEUED_WHEN_CLOSED
 from .limits import EffectiveLimits
 
 __all__ = [
@@ -135,6 +141,10 @@ class CheckContext:
     within_rate_limit: bool | None = None
     rate_limit: str = ""
     duplicate: bool | None = None
+    #: the initial margin the order adds, in the order's currency, from the connection's own
+    #: preview (IBKR what-if `initMarginChange`); gathered for futures and option sales only.
+    #: None: the buying-power check uses `brokerkit.venues.margin`'s rule instead.
+    margin_required: Decimal | None = None
     # derived
     exec_price: Decimal | None = field(init=False, default=None)
     quantity: Decimal | None = field(init=False, default=None)
@@ -424,8 +434,32 @@ def check_buying_power(ctx: CheckContext) -> Violation | None:
     """INSUFFICIENT_BUYING_POWER when a buy, or a margin sale opening a short, costs too much.
 
     Sales in a cash account never need buying power: shorting there is a short-sale violation.
+    What an order needs: a future, and an option sale opening a short, their initial margin
+    (`ctx.margin_required`, the connection's own what-if, else the cited rule in
+    `brokerkit.venues.margin`: 15% of a future's notional, FINRA 4210(f)(2)(D)(i) for an
+    uncovered option), never a future's notional; a future reducing its position needs
+    nothing. Other buys need their value, a stock short its value.
     """
+    found = buying_power_need(ctx)
+    if found is None or isinstance(found, Violation):
+        return found
+    needed, what = found
+    code = "INSUFFICIENT_BUYING_POWER"
+    if ctx.buying_power is None:
+        return Violation(code, f"buying power on {ctx.account} is unknown; {what} needs "
+                               f"{_money(needed, ctx.currency)}")
+    if needed > ctx.buying_power:
+        return Violation(code, f"{what} needs {_money(needed, ctx.currency)}; buying power on "
+                               f"{ctx.account} is {_money(ctx.buying_power, ctx.currency)}")
+    return None
+
+
+def buying_power_need(ctx: CheckContext) -> tuple[Decimal, str] | Violation | None:
+    """(what the order takes from buying power, its wording) as `check_buying_power` reads
+    it; None when it takes nothing; the violation when it cannot be worked out."""
     code, side = "INSUFFICIENT_BUYING_POWER", ctx.intent.side
+    if ctx.asset_class is AssetClass.FUTURE:
+        return _future_margin(ctx)
     if side is Side.SELL:
         if ctx.account_type == "cash":
             return None
@@ -438,19 +472,49 @@ def check_buying_power(ctx: CheckContext) -> Violation | None:
             return None
         if ctx.exec_price is None:
             return Violation(code, f"{_why_no_value(ctx)} against buying power")
-        needed = shorted * ctx.exec_price * ctx.instrument.multiplier
         what = f"shorting {_n(shorted)} {ctx.intent.symbol}"
-    else:
-        if ctx.notional is None:
-            return Violation(code, f"{_why_no_value(ctx)} against buying power")
-        needed, what = ctx.notional, _what(ctx)
-    if ctx.buying_power is None:
-        return Violation(code, f"buying power on {ctx.account} is unknown; {what} needs "
-                               f"{_money(needed, ctx.currency)}")
-    if needed > ctx.buying_power:
-        return Violation(code, f"{what} needs {_money(needed, ctx.currency)}; buying power on "
-                               f"{ctx.account} is {_money(ctx.buying_power, ctx.currency)}")
-    return None
+        if ctx.asset_class is AssetClass.OPTION:
+            found = _short_option_margin(ctx, shorted)
+            if isinstance(found, Violation):
+                return found
+            needed, what = found, f"{what} (initial margin)"
+        else:
+            needed = shorted * ctx.exec_price * ctx.instrument.multiplier
+        return needed, what
+    if ctx.notional is None:
+        return Violation(code, f"{_why_no_value(ctx)} against buying power")
+    return ctx.notional, _what(ctx)
+
+
+def _future_margin(ctx: CheckContext) -> tuple[Decimal, str] | Violation | None:
+    """(initial margin, wording) a futures order needs; None when it needs none."""
+    if ctx.margin_required is not None:
+        if ctx.margin_required <= 0:
+            return None  # the broker's own preview: the order frees margin or needs none
+        return ctx.margin_required, f"{_what(ctx)} (initial margin, the broker's what-if)"
+    if ctx.increases_position is False:
+        return None
+    if ctx.notional is None:
+        return Violation("INSUFFICIENT_BUYING_POWER",
+                         f"{_why_no_value(ctx)} against buying power")
+    return (margin_rules.future_initial_fallback(ctx.notional),
+            f"{_what(ctx)} (initial margin, 15% of notional without the broker's what-if)")
+
+
+def _short_option_margin(ctx: CheckContext, shorted: Decimal) -> Decimal | Violation:
+    """The initial margin of `shorted` uncovered options: the what-if, else FINRA's rule."""
+    if ctx.margin_required is not None:
+        return max(ctx.margin_required, _ZERO)
+    symbol = ctx.intent.symbol
+    try:
+        terms = Instrument.parse_key(symbol if symbol.startswith("OPT:") else f"OPT:{symbol}")
+    except ValueError:
+        return Violation("INSUFFICIENT_BUYING_POWER",
+                         f"the strike and right of {symbol} are unknown (not an OCC symbol), "
+                         f"so the margin of {_what(ctx)} cannot be worked out")
+    assert ctx.exec_price is not None and terms.strike is not None
+    return margin_rules.short_option_initial(shorted, ctx.exec_price, terms.strike,
+                                             terms.right, ctx.instrument.multiplier)
 
 
 def check_fractional(ctx: CheckContext) -> Violation | None:
@@ -487,16 +551,24 @@ def check_tradable(ctx: CheckContext) -> Violation | None:
 
 
 def check_market_hours(ctx: CheckContext) -> Violation | None:
-    """MARKET_CLOSED when the market is closed or its hours are unknown.
+    """MARKET_CLOSED when an order that must execute at once (IOC, FOK) meets a closed market,
+    or one whose hours are unknown.
 
-    Orders for the opening auction (time in force OPG) are made to be placed while closed and
-    pass. Whether extended hours count as open is for the pipeline to say in `market_open`.
+    `market_open` is the regular session. An order outside it is not refused when its broker
+    keeps it: day and GTC orders are queued for the next session, or execute in the extended
+    session when `extended_hours` is set; OPG and CLS orders are made for the auctions. The
+    broker's own rules for extended-hours orders (e.g. Alpaca: limit, day) are the adapter's
+    `check_intent`.
     """
-    if ctx.market_open or ctx.intent.time_in_force is TimeInForce.OPG:
+    intent = ctx.intent
+    if ctx.market_open or intent.time_in_force in QUEUED_WHEN_CLOSED:
         return None
     state = "is closed" if ctx.market_open is False else "has unknown hours"
-    return Violation("MARKET_CLOSED", f"the market for {ctx.intent.symbol} "
-                                      f"({ctx.asset_class.value}) {state}")
+    session = " (its extended session may be open; only day and gtc orders wait for it)" \
+        if intent.extended_hours else ""
+    return Violation("MARKET_CLOSED", f"the market for {intent.symbol} ({ctx.asset_class.value}) "
+                                      f"{state}{session}, and a {intent.time_in_force.value} "
+                                      f"order must execute at once")
 
 
 def check_short_sale(ctx: CheckContext) -> Violation | None:
@@ -519,6 +591,13 @@ def check_short_sale(ctx: CheckContext) -> Violation | None:
                        is False else f"{ctx.intent.symbol} is not known to be shortable")
     if not ctx.limits.allow_short:
         reasons.append("allow_short is false")
+    fractional = ctx.intent.notional is not None or (
+        ctx.quantity is not None and ctx.quantity % 1 != 0)
+    if fractional and ctx.asset_class in (AssetClass.EQUITY, AssetClass.ETF):
+        # source: Alpaca, https://alpaca.markets/support/what-is-fractional-trading ("We only
+        # support long fractional trading positions; short selling fractional shares is not
+        # supported"); brokers lend whole shares only
+        reasons.append("fractional shares cannot be sold short")
     if not reasons:
         return None
     if shorted is None:
@@ -530,7 +609,8 @@ def check_short_sale(ctx: CheckContext) -> Violation | None:
 
 
 def check_duplicate(ctx: CheckContext) -> Violation | None:
-    """DUPLICATE_INTENT when an identical intent was sent within the duplicate window."""
+    """DUPLICATE_INTENT when an identical intent (as `intent_fingerprint` sees it: time in
+    force and extended hours included) was sent within the duplicate window."""
     window = ctx.limits.duplicate_window_seconds
     if not window or ctx.duplicate is False:
         return None
@@ -580,13 +660,15 @@ def _key_part(value: object) -> str:
 def intent_fingerprint(intent: OrderIntent, connection: str | None, account: str | None) -> str:
     """A hex digest equal for intents that would place the same order on the same account.
 
-    It covers connection, account, symbol, side, quantity or notional, order type and prices;
-    not the client order id (a resend with a fresh id is exactly what it must catch), and
-    `10` equals `10.0`.
+    It covers connection, account, symbol, side, quantity or notional, order type, prices,
+    time in force and extended hours (a day order and a GTC order, or a regular-hours and an
+    extended-hours order, are different orders); not the client order id (a resend with a
+    fresh id is exactly what it must catch), and `10` equals `10.0`.
     """
     parts = (connection, account, intent.symbol, intent.side.value, intent.quantity,
              intent.notional, intent.order_type.value, intent.limit_price, intent.stop_price,
-             intent.trail_price, intent.trail_percent)
+             intent.trail_price, intent.trail_percent, intent.time_in_force.value,
+             "ext" if intent.extended_hours else "")
     text = "\x1f".join(_key_part(p) for p in parts)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 

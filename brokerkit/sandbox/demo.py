@@ -11,6 +11,7 @@ credentials. The user's sandbox runs as a service of its own (`sandbox.service`)
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,13 +41,18 @@ SERVER_NAMES = ("control", "paper", "alpaca", "tws")
 
 @dataclass(frozen=True)
 class DemoAccount:
-    """A demo account: type, base currency, starting cash, and (symbol, qty, avg cost)."""
+    """A demo account: type, base currency, starting cash, and (symbol, qty, avg cost);
+    `holds` is what it is for, as the connection publishes it for routing: `kind` ("crypto"
+    for a crypto account), `asset_classes` (empty: any), with the currencies of its cash and
+    positions."""
 
     account_id: str
     type: AccountType
     base_currency: str
     cash: Mapping[str, float]
     positions: tuple[tuple[str, float, float], ...] = ()
+    kind: str | None = None
+    asset_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,9 @@ DEMO_CONNECTIONS: tuple[DemoConnection, ...] = (
     DemoConnection("paper-us", "Sandbox Paper US", (
         DemoAccount("DEMO-MARGIN-1", "margin", "USD", {"USD": 250_000.0}, (
             ("AAPL", 120, 190.25), ("NVDA", 80, 98.40), ("MSFT", 40, 405.10),
-            ("SPY", 50, 520.00), ("TSLA", -20, 275.50))),
+            ("SPY", 50, 520.00), ("TSLA", -20, 275.50)), "margin"),
         DemoAccount("DEMO-CASH-1", "cash", "USD", {"USD": 50_000.0}, (
-            ("QQQ", 30, 445.00), ("AMZN", 25.5, 176.80), ("GOOGL", 15, 160.30))),
+            ("QQQ", 30, 445.00), ("AMZN", 25.5, 176.80), ("GOOGL", 15, 160.30)), "cash"),
     )),
     DemoConnection("paper-global", "Sandbox Paper Global", (
         DemoAccount("DEMO-GLOBAL-1", "margin", "EUR",
@@ -72,9 +78,10 @@ DEMO_CONNECTIONS: tuple[DemoConnection, ...] = (
                      "USD": 10_000.0}, (
             ("STK:SAP@XETRA", 60, 205.40), ("STK:VOD@LSE", 5000, 0.745),
             ("STK:7203@TSE", 300, 2650.0), ("STK:0700@SEHK", 200, 372.0),
-            ("STK:SHOP@TSX", 40, 98.0))),
+            ("STK:SHOP@TSX", 40, 98.0)), "margin", ("equity", "etf", "fx")),
         DemoAccount("DEMO-CRYPTO-1", "cash", "USD", {"USD": 20_000.0, "USDT": 5_000.0}, (
-            ("BTC/USD", 0.35, 61_500.0), ("ETH/USD", 4, 3_050.0), ("SOL/USD", 50, 142.0))),
+            ("BTC/USD", 0.35, 61_500.0), ("ETH/USD", 4, 3_050.0), ("SOL/USD", 50, 142.0)),
+            "crypto"),
     )),
 )
 
@@ -93,6 +100,7 @@ class Sandbox(runtime.Bridged):
         self.engine = MatchingEngine(self.market)
         self._brokers: dict[str, PaperBroker] = {}
         self._servers: dict[str, Any] = {}
+        self._warming: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Sandbox seed={self.seed} brokers={list(self._brokers)} " \
@@ -132,7 +140,7 @@ class Sandbox(runtime.Bridged):
         accounts, open orders, the clock): what decides that the state is saved again."""
         clock = self.market.clock
         return (len(self.engine.open_orders), clock._offset, clock._frozen,
-                tuple((n, len(b._orders), len(b._fills), len(b._accounts))
+                tuple((n, len(b._orders), len(b._fills), len(b._accounts), len(b._actions))
                       for n, b in self._brokers.items()))
 
     def describe(self) -> dict[str, Any]:
@@ -141,8 +149,14 @@ class Sandbox(runtime.Bridged):
         currencies = {ccy for c in DEMO_CONNECTIONS for a in c.accounts for ccy in a.cash}
         currencies |= {self.market.listing(symbol).currency for c in DEMO_CONNECTIONS
                        for a in c.accounts for symbol, _, _ in a.positions}
+        def holds(a: DemoAccount) -> dict[str, Any]:
+            ccys = set(a.cash) | {self.market.listing(sym).currency for sym, _, _ in a.positions}
+            return {"kind": a.kind, "currencies": sorted(ccys),
+                    "asset_classes": list(a.asset_classes)}
+
         return {"connections": [{"name": c.name, "institution": c.institution,
-                                 "accounts": [a.account_id for a in c.accounts]}
+                                 "accounts": [a.account_id for a in c.accounts],
+                                 "profiles": {a.account_id: holds(a) for a in c.accounts}}
                                 for c in DEMO_CONNECTIONS],
                 "currencies": sorted(currencies), "routing": dict(EMBEDDED_ROUTING)}
 
@@ -169,6 +183,9 @@ class Sandbox(runtime.Bridged):
         (`SERVER_NAMES`; the others take free ports); `alpaca_rate_limit` is the Alpaca
         server's requests per minute (None or 0: no limit)."""
         port = dict(ports or {}).get
+        if not self._servers:  # the first fill's calendars, built while the servers start
+            self._warming = asyncio.get_running_loop().run_in_executor(
+                None, self.market.warm_dates)
         if "control" not in self._servers:
             from .control import start_control
 
@@ -239,7 +256,8 @@ def reset_sandbox(seed: int | None = None) -> None:
 #: Where orders go when nothing is configured: US equities and ETFs to the US paper accounts,
 #: crypto and FX to the global paper accounts (which hold the other currencies), options and
 #: futures to the sandbox's IBKR account.
-EMBEDDED_ROUTING: Mapping[str, str] = {
+EMBEDDED_ROUTING: Mapping[str, Any] = {
     "equity": "paper-us", "etf": "paper-us", "crypto": "paper-global", "fx": "paper-global",
     "option": "ibkr-paper", "future": "ibkr-paper", "default": "paper-us",
+    "markets": {m: "paper-global" for m in ("XETRA", "LSE", "TSE", "SEHK", "TSX")},
 }

@@ -28,6 +28,7 @@ __all__ = [
     "EXTENDED_HOURS_ORDER_TYPES",
     "EXTENDED_HOURS_TIME_IN_FORCE",
     "FRACTIONAL_ORDER_TYPES",
+    "FRACTIONAL_SHORT",
     "FRACTIONAL_TIME_IN_FORCE",
     "MIN_NOTIONAL",
     "NOTIONAL_ORDER_TYPES",
@@ -46,30 +47,40 @@ EQUITY_TIME_IN_FORCE = frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce.
 
 #: Order types that take fractional quantities (equities).
 # source: https://docs.alpaca.markets/docs/fractional-trading (market, limit, stop and stop
-# limit, day orders) and the changelog entry "Fractional USD Stop & Stop Limit Orders"
-# (https://docs.alpaca.markets/changelog); the older support article (market day orders only)
-# predates both
+# limit, day orders); the changelog entry of 2024-08-20 "Fractional USD Stop & Stop Limit
+# Orders" (https://docs.alpaca.markets/us/changelog: "Submit Stop & Stop Limit Orders with
+# fractional quantities"); the older support article (market day orders only) predates both
 FRACTIONAL_ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP,
                                     OrderType.STOP_LIMIT})
 #: Times in force of fractional and notional equity orders.
 # source: https://docs.alpaca.markets/docs/fractional-trading ("time_in_force": "day" only)
 FRACTIONAL_TIME_IN_FORCE = frozenset({TimeInForce.DAY})
+#: Fractional shares are held long only: a fractional or notional sale may not open or add to
+#: a short position.
+# source: https://alpaca.markets/support/what-is-fractional-trading ("We only support long
+# fractional trading positions; short selling fractional shares is not supported")
+FRACTIONAL_SHORT = False
 
-#: Order types that take a notional (dollar) amount instead of a quantity (equities).
-# source: the API's 422 "notional orders only supported for market orders" (recorded answers,
-# shared/reference/http-apis.md §1.3) and https://docs.alpaca.markets/docs/fractional-trading
-# sample requests. The changelog's notional stop / stop-limit orders are not taken here: the
-# sandbox's paper broker sizes notional orders at market only.
-NOTIONAL_ORDER_TYPES = frozenset({OrderType.MARKET})
+#: Order types that take a notional (dollar) amount instead of a quantity (equities): the
+#: fractional order types.
+# source: Alpaca's announcement "Fractional Shares Trading Supports Limit Orders and Extended
+# Hours" (alpaca.markets blog: "limit orders with fractional quantity or notional value, in
+# addition to market orders"); changelog 2024-08-20 (https://docs.alpaca.markets/us/changelog:
+# "Submit Stop & Stop Limit Orders with notional amounts"). Trailing stops take no notional.
+NOTIONAL_ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP,
+                                  OrderType.STOP_LIMIT})
 
 #: The smallest notional amount, USD.
-# source: https://alpaca.markets/docs/trading/fractional-trading/ ("buy as little as $1 worth
-# of shares"); https://alpaca.markets/learn/fractional-shares-api/ ("a notional amount of $1.00")
+# source: https://docs.alpaca.markets/docs/fractional-trading ("buy as little as $1 worth of
+# shares"); https://alpaca.markets/learn/fractional-shares-api/ ("a notional amount of $1.00")
 MIN_NOTIONAL = Decimal("1")
 
-#: Extended-hours orders: limit orders, day only.
+#: Extended-hours orders: limit orders, day only, whole or fractional.
 # source: https://docs.alpaca.markets/docs/orders-at-alpaca (Extended Hours Trading: limit
-# orders with time_in_force day); the API's 422 "extended hours order must be DAY limit orders"
+# orders with time_in_force day); the API's 422 "extended hours order must be DAY limit
+# orders"; fractional limit orders in extended hours: Alpaca's announcement "Fractional Shares
+# Trading Supports Limit Orders and Extended Hours" (pre-market 4:00-9:30, post-market
+# 4:00-8:00 p.m. ET)
 EXTENDED_HOURS_ORDER_TYPES = frozenset({OrderType.LIMIT})
 EXTENDED_HOURS_TIME_IN_FORCE = frozenset({TimeInForce.DAY})
 #: Extended sessions, New York time: (pre-market open, after-hours close).

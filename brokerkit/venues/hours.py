@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import time
 from types import MappingProxyType
 
-__all__ = ["HOURS", "Hours"]
+from ..model import TimeInForce
+
+__all__ = ["HOURS", "QUEUED_WHEN_CLOSED", "Hours"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +84,16 @@ HOURS: Mapping[str, Hours] = MappingProxyType({
     # source: crypto exchanges (Alpaca Crypto, Kraken, Coinbase, Binance.US) trade 24/7
     "CRYPTO": Hours("", "UTC", time(0, 0), time(0, 0), "24/7"),
 })
+
+#: Times in force a broker keeps while the regular session is closed: DAY and GTC orders are
+#: queued for the next session (or work in the extended session when the order allows it),
+#: OPG and CLS orders are made for the opening and closing auctions. IOC and FOK orders must
+#: execute at once, so they are refused (or canceled) while the market is closed.
+# source: Alpaca, https://docs.alpaca.markets/docs/orders-at-alpaca ("Orders submitted outside
+# of Regular Trading Hours (9:30am - 4:00pm ET) that are not eligible to be executed during
+# extended hours will be queued and eligible for execution at the time of the next market
+# open"); IBKR, https://interactivebrokers.github.io/tws-api/classIBApi_1_1Order.html
+# (Order.OutsideRth: "If set to true, allows orders to also trigger or fill outside of regular
+# trading hours"; without it an order waits for regular trading hours)
+QUEUED_WHEN_CLOSED = frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce.OPG,
+                                TimeInForce.CLS})

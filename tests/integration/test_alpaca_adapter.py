@@ -210,8 +210,10 @@ FACTS = {"AAPL": {"asset_class": "equity", "fractionable": True, "price_incremen
 @pytest.mark.parametrize("intent, code, words", [
     (OrderIntent("AAPL", "buy", quantity="0.5", time_in_force="gtc"), "UNSUPPORTED_ORDER",
      "time in force day"),
-    (OrderIntent("AAPL", "buy", notional=50, order_type="limit", limit_price=100),
+    (OrderIntent("AAPL", "buy", notional=50, order_type="trailing_stop", trail_percent=2),
      "UNSUPPORTED_ORDER", "notional"),
+    (OrderIntent("STK:SAP@XETRA", "buy", quantity=1), "UNSUPPORTED_ORDER",
+     "not STK:SAP@XETRA (equity on XETRA)"),
     (OrderIntent("AAPL", "sell", quantity="0.5", order_type="trailing_stop",
                  trail_percent=2), "UNSUPPORTED_ORDER", "trailing_stop"),
     (OrderIntent("BRK.A", "buy", quantity="0.5"), "NOT_FRACTIONABLE", "not fractionable"),
@@ -224,7 +226,7 @@ FACTS = {"AAPL": {"asset_class": "equity", "fractionable": True, "price_incremen
                  time_in_force="gtc"), "UNSUPPORTED_ORDER", "not stop"),
 ])
 def test_check_intent_names_alpacas_rule(connect, intent, code, words):
-    violations = connect(connect=False).check_intent(intent, FACTS[intent.symbol])
+    violations = connect(connect=False).check_intent(intent, FACTS.get(intent.symbol))
     assert code in [v.code for v in violations]
     assert any(words in v.message for v in violations), violations
 
@@ -236,9 +238,37 @@ def test_check_intent_names_alpacas_rule(connect, intent, code, words):
     OrderIntent("AAPL", "buy", quantity=1, order_type="limit", limit_price=100,
                 extended_hours=True),
     OrderIntent("BTC/USD", "buy", quantity="0.01", time_in_force="ioc"),
+    OrderIntent("AAPL", "buy", notional="10", order_type="limit", limit_price=100),
+    OrderIntent("AAPL", "buy", notional="10", order_type="stop", stop_price=100),
+    OrderIntent("AAPL", "buy", notional="10", order_type="stop_limit", stop_price=100,
+                limit_price=101),
+    OrderIntent("STK:AAPL", "buy", quantity=1),
+    OrderIntent("CRYPTO:BTC/USD", "buy", quantity="0.01", time_in_force="gtc"),
 ])
 def test_check_intent_passes_what_alpaca_accepts(connect, intent):
-    assert connect(connect=False).check_intent(intent, FACTS[intent.symbol]) == []
+    assert connect(connect=False).check_intent(intent, FACTS.get(intent.symbol)) == []
+
+
+def test_fractional_shares_cannot_be_sold_short_at_alpaca(connect, direct):
+    """alpaca.markets/support/what-is-fractional-trading: "short selling fractional shares is
+    not supported"; the sandbox holds 0.75 NVDA and no MSFT."""
+    a = connect()
+    short = a.submit(OrderIntent("MSFT", "sell", quantity="0.5"), coid())
+    assert short.status is OrderStatus.REJECTED
+    assert "short selling fractional shares is not supported" in short.reason
+    assert "403" in short.reason
+    long_sale = a.submit(OrderIntent("NVDA", "sell", quantity="0.5"), coid())
+    assert long_sale.status is not OrderStatus.REJECTED, long_sale.reason
+
+
+def test_a_canonical_key_reaches_alpaca_as_its_symbol(connect, direct):
+    """Alpaca's API takes `AAPL` and `BTC/USD` (http-apis.md §1.5), not brokerkit's keys."""
+    a = connect()
+    ack = a.submit(OrderIntent("STK:AAPL", "buy", quantity=1), coid())
+    assert ack.status is not OrderStatus.REJECTED, ack.reason
+    assert direct.get_order_by_id(ack.order_id).symbol == "AAPL"
+    away = a.submit(OrderIntent("STK:SAP@XETRA", "buy", quantity=1), coid())
+    assert away.status is OrderStatus.REJECTED and "XETRA" in away.reason
 
 
 # -- options and secrets ----------------------------------------------------------------------

@@ -28,8 +28,14 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("whole market day", dict(symbol="AAPL", quantity="1"), True),
     ("notional market day", dict(symbol="AAPL", notional="50"), True),
     ("notional under $1", dict(symbol="AAPL", notional="0.5"), False),
+    # notional limit (Alpaca: "Fractional Shares Trading Supports Limit Orders and Extended
+    # Hours"), stop and stop limit (docs.alpaca.markets changelog 2024-08-20)
     ("notional limit", dict(symbol="AAPL", notional="50", order_type="limit",
-                            limit_price="1.00"), False),
+                            limit_price="1.00"), True),
+    ("notional stop", dict(symbol="AAPL", notional="50", order_type="stop",
+                           stop_price="100000.00"), True),
+    ("notional trailing stop", dict(symbol="AAPL", notional="50", order_type="trailing_stop",
+                                    trail_percent="5"), False),
     ("notional gtc", dict(symbol="AAPL", notional="50", time_in_force="gtc"), False),
     ("fractional limit day", dict(symbol="AAPL", quantity="1.5", order_type="limit",
                                   limit_price="1.00"), True),

@@ -154,9 +154,11 @@ def test_reused_client_order_id_is_422(client):
 
 @pytest.mark.parametrize("request_, message", [
     (lambda: market(qty=0.5, time_in_force=TimeInForce.GTC), "fractional orders must be DAY"),
-    (lambda: LimitOrderRequest(symbol="AAPL", notional=50, side=OrderSide.BUY,
-                               time_in_force=TimeInForce.DAY, limit_price=100),
-     "notional orders only supported for market orders"),
+    # notional market, limit, stop and stop-limit orders are Alpaca's (venues.alpaca); a
+    # trailing stop is not among them
+    (lambda: TrailingStopOrderRequest(symbol="AAPL", notional=50, side=OrderSide.BUY,
+                                      time_in_force=TimeInForce.DAY, trail_percent=1),
+     "notional orders only supported for"),
     (lambda: market("BRK.A", qty=0.5), "not fractionable"),
     (lambda: market(qty=1, extended_hours=True), "extended hours order must be DAY limit"),
     (lambda: market("NOPE"), "not found"),

@@ -109,3 +109,42 @@ def test_invalid_toml_names_the_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_settings(p)
     assert str(p) in str(exc.value) and "line 1" in str(exc.value)
+
+
+def test_base_currency_not_in_iso_4217_is_refused(tmp_path):
+    """ISO 4217 List One (SIX, the maintenance agency) has no XYZ: a typo in base_currency
+    is an error naming the key, never a silent "XYZ" book."""
+    p = write(tmp_path, 'base_currency = "XYZ"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == "base_currency" and "ISO 4217" in str(exc.value)
+    assert load_settings(write(tmp_path, 'base_currency = "CHF"\n')).base_currency == "CHF"
+
+
+def test_accounts_take_profiles_for_routing(tmp_path):
+    p = write(tmp_path, '[connections.ibkr]\ntype = "ibkr"\naccounts = ["U1", { id = "U2", '
+                        'kind = "margin", currencies = ["EUR", "USD"], markets = ["XETRA"], '
+                        'asset_classes = ["stock"] }]\n')
+    conn = load_settings(p).connections["ibkr"]
+    assert conn.accounts == ("U1", "U2") and set(conn.account_profiles) == {"U2"}
+    profile = conn.account_profiles["U2"]
+    assert profile.currencies == {"EUR", "USD"} and profile.markets == {"XETRA"}
+    assert [a.value for a in profile.asset_classes] == ["equity"]
+
+
+@pytest.mark.parametrize(("entry", "key", "expected"), [
+    ('{ id = "U2", currencies = ["ZZZ"] }', "connections.x.accounts[0].currencies",
+     "ISO 4217"),
+    ('{ id = "U2", markets = ["MOON"] }', "connections.x.accounts[0].markets", "XETRA"),
+    ('{ id = "U2", kind = "savings" }', "connections.x.accounts[0].kind", "crypto"),
+    ('{ id = "U2", asset_classes = ["beanie"] }', "connections.x.accounts[0].asset_classes",
+     "equity"),
+    ('{ currencies = ["EUR"] }', "connections.x.accounts[0].id", "account id"),
+    ('{ id = "U2", colour = "red" }', "connections.x.accounts[0].colour", "one of"),
+    ('5', "connections.x.accounts[0]", "list of account ids"),
+])
+def test_bad_account_profile_names_the_key(tmp_path, entry, key, expected):
+    p = write(tmp_path, f'[connections.x]\ntype = "paper"\naccounts = [{entry}]\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == key and expected in str(exc.value)

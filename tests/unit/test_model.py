@@ -126,3 +126,52 @@ def test_order_result_reads_as_mapping_and_attributes():
     assert dict(r)["status"] == "REJECTED" and not r.ok and r.codes == ["TRADING_HALTED"]
     with pytest.raises(KeyError):
         r["nope"]
+
+
+@pytest.mark.parametrize(("given", "key", "asset_class"), [
+    ("STK:SAP@XETRA", "STK:SAP@XETRA", AssetClass.EQUITY),
+    ("stk:aapl", "STK:AAPL", AssetClass.EQUITY),
+    ("OPT:AAPL  261218C00230000", "OPT:AAPL  261218C00230000", AssetClass.OPTION),
+    ("OPT:AAPL261218C00230000", "OPT:AAPL  261218C00230000", AssetClass.OPTION),
+    ("FUT:ESZ6", "FUT:ESZ6", AssetClass.FUTURE),
+    ("CASH:EUR.USD", "CASH:EUR.USD", AssetClass.FX),
+    ("CRYPTO:BTC/USD", "CRYPTO:BTC/USD", AssetClass.CRYPTO),
+])
+def test_canonical_keys_are_accepted_as_an_orders_symbol(given, key, asset_class):
+    """The keys brokerkit's frames join on (model.Instrument.key; the OCC symbol pads its root
+    to 6: OCC's "Symbology" of the Options Symbology Initiative) name an order's instrument."""
+    i = OrderIntent.of(symbol=given, side="buy", quantity=1)
+    assert i.symbol == key and i.instrument is not None
+    assert i.instrument.asset_class is asset_class and i.instrument.key == key
+    assert OrderIntent.of(symbol="AAPL", side="buy", quantity=1).instrument is None
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"symbol": "CASH:EURUSD"}, "symbol", "CASH:EUR.USD"),
+    ({"symbol": "OPT:AAPL 2612C230"}, "symbol", "OCC"),
+    ({"symbol": "BOGUS:AAPL"}, "symbol", "STK:SAP@XETRA"),
+    ({"symbol": "STK:SAP@XETRA", "asset_class": "option"}, "asset_class", "does not match"),
+])
+def test_bad_canonical_key_names_what_is_wrong(fields, field, words):
+    with pytest.raises(InvalidIntent) as exc:
+        OrderIntent.of({"symbol": "AAPL", "side": "buy", "quantity": 1, **fields})
+    assert exc.value.field == field and words in str(exc.value)
+
+
+def test_currency_not_in_iso_4217_is_refused():
+    """ISO 4217 List One (SIX, the maintenance agency) has no ZZZ; EUR and the market's CNH
+    are accepted."""
+    with pytest.raises(InvalidIntent) as exc:
+        OrderIntent.of(symbol="AAPL", side="buy", quantity=1, currency="ZZZ")
+    assert exc.value.field == "currency" and "ISO 4217" in str(exc.value)
+    assert OrderIntent.of(symbol="AAPL", side="buy", quantity=1, currency="eur").currency == "EUR"
+    assert OrderIntent.of(symbol="USD.CNH", side="buy", quantity=1, currency="CNH").currency
+
+
+def test_account_profile_refuses_a_currency_code_that_is_not_iso_4217():
+    from brokerkit.model import AccountProfile
+
+    with pytest.raises(ValueError, match="ZZZ"):
+        AccountProfile("U1", currencies=frozenset({"ZZZ"}))
+    with pytest.raises(ValueError, match="savings"):
+        AccountProfile("U1", kind="savings")

@@ -352,12 +352,38 @@ def test_not_tradable_or_unknown_tradability_is_rejected(tradable, fires):
     assert ("NOT_TRADABLE" in codes(ctx(instrument=facts))) is fires
 
 
-@pytest.mark.parametrize(("open_", "tif", "fires"), [
-    (True, "day", False), (False, "day", True), (None, "day", True), (False, "opg", False),
+@pytest.mark.parametrize(("open_", "tif"), [
+    (False, "day"), (False, "gtc"), (None, "day"), (None, "gtc"), (False, "opg"),
+    (False, "cls"), (True, "ioc"),
 ])
-def test_market_closed_rejects_except_orders_for_the_open(open_, tif, fires):
+def test_orders_outside_regular_hours_are_queued_by_the_broker_not_refused(open_, tif):
+    """Alpaca queues orders submitted outside regular hours for the next open
+    (https://docs.alpaca.markets/docs/orders-at-alpaca, "Orders Submitted Outside of Eligible
+    Trading Hours"); IBKR holds an order without outsideRth until regular hours
+    (tws-api Order.OutsideRth). So a day or GTC order is not MARKET_CLOSED."""
     c = ctx(intent(time_in_force=tif), market_open=open_)
-    assert ("MARKET_CLOSED" in codes(c)) is fires
+    assert "MARKET_CLOSED" not in codes(c)
+
+
+@pytest.mark.parametrize(("open_", "tif"), [(False, "ioc"), (False, "fok"), (None, "ioc")])
+def test_immediate_orders_are_market_closed_while_the_market_is_closed(open_, tif):
+    """An IOC or FOK order must execute at once: outside the session it can only be canceled
+    (Alpaca "Time in Force", https://docs.alpaca.markets/docs/orders-at-alpaca)."""
+    c = ctx(intent(time_in_force=tif), market_open=open_)
+    msg = next(v.message for v in run_checks(c) if v.code == "MARKET_CLOSED")
+    assert tif in msg and ("closed" in msg if open_ is False else "unknown" in msg)
+
+
+def test_extended_hours_limit_day_order_passes_while_the_regular_session_is_closed():
+    """Alpaca takes extended-hours limit day orders from 4:00 to 20:00 ET
+    (https://docs.alpaca.markets/docs/orders-at-alpaca, Extended Hours Trading)."""
+    order = intent(order_type="limit", limit_price=100, extended_hours=True)
+    assert "MARKET_CLOSED" not in codes(ctx(order, market_open=False))
+    ioc = intent(order_type="limit", limit_price=100, extended_hours=True,
+                 time_in_force="ioc")
+    msg = next(v.message for v in run_checks(ctx(ioc, market_open=False))
+               if v.code == "MARKET_CLOSED")
+    assert "extended session" in msg
 
 
 @pytest.mark.parametrize(("position", "account_type", "shortable", "allow", "fires"), [
@@ -380,6 +406,30 @@ def test_short_sales_need_margin_shortable_and_allow_short(position, account_typ
     assert ("SHORT_SALE_NOT_ALLOWED" in codes(c)) is fires
 
 
+@pytest.mark.parametrize(("position", "quantity", "fires"), [
+    ("0", "0.5", True),     # opens a fractional short
+    ("2", "2.5", True),     # sells the long and shorts half a share
+    ("0.5", "0.5", False),  # sells a fractional long to flat: no short
+    (None, "0.5", True),    # position unknown: the fractional sale may short
+    ("0", "1", False),      # a whole-share short is allowed
+])
+def test_fractional_shares_cannot_be_sold_short(position, quantity, fires):
+    """Alpaca: "We only support long fractional trading positions; short selling fractional
+    shares is not supported" (https://alpaca.markets/support/what-is-fractional-trading)."""
+    c = ctx(intent(side="sell", quantity=quantity),
+            position=None if position is None else D(position))
+    found = [v.message for v in run_checks(c) if v.code == "SHORT_SALE_NOT_ALLOWED"]
+    assert bool(found) is fires
+    if fires:
+        assert "fractional shares cannot be sold short" in found[0]
+
+
+def test_fractional_short_rule_applies_to_shares_only():
+    c = ctx(intent(symbol="BTC/USD", side="sell", quantity="0.5"),
+            asset_class=AssetClass.CRYPTO, position=D(0))
+    assert not any("fractional" in v.message for v in run_checks(c))
+
+
 def test_duplicate_intent_is_rejected_unless_the_window_is_off():
     assert codes(ctx(duplicate=True)) == ["DUPLICATE_INTENT"]
     assert codes(ctx(duplicate=None)) == ["DUPLICATE_INTENT"]
@@ -388,7 +438,7 @@ def test_duplicate_intent_is_rejected_unless_the_window_is_off():
 
 def test_all_violations_are_reported_together():
     order = intent(symbol="GME", side="sell", quantity="1.5", order_type="limit",
-                   limit_price=50)
+                   limit_price=50, time_in_force="ioc")
     c = ctx(order, trading_state="HALTED", position=D(0), price=D(100),
             limits=limits(max_order_quantity=D(1), restricted=True, allow_short=False),
             instrument=InstrumentFacts(tradable=False, fractionable=False, shortable=False),
@@ -416,6 +466,21 @@ def test_fingerprint_ignores_client_order_id_and_trailing_zeros():
 def test_fingerprint_differs_when_the_order_differs(change):
     assert intent_fingerprint(intent(), "alpaca", "A1") != \
         intent_fingerprint(intent(**change), "alpaca", "A1")
+
+
+@pytest.mark.parametrize("change", [
+    {"time_in_force": "gtc"}, {"order_type": "limit", "limit_price": 1, "extended_hours": True},
+])
+def test_fingerprint_includes_time_in_force_and_extended_hours(change):
+    """A day and a GTC order, or a regular-hours and an extended-hours order, are different
+    orders (Alpaca's `time_in_force` and `extended_hours` order fields,
+    https://docs.alpaca.markets/reference/postorder): neither is a duplicate of the other."""
+    base = {k: v for k, v in change.items() if k in ("order_type", "limit_price")}
+    assert intent_fingerprint(intent(**base), "alpaca", "A1") != \
+        intent_fingerprint(intent(**change), "alpaca", "A1")
+    seen = DuplicateDetector(60.0, clock=lambda: 0.0)
+    seen.remember(intent_fingerprint(intent(**base), "alpaca", "A1"))
+    assert not seen.seen(intent_fingerprint(intent(**change), "alpaca", "A1"))
 
 
 def test_fingerprint_differs_by_account():

@@ -19,7 +19,7 @@ from brokerkit.execution.routing import (
     parse_routing,
     route,
 )
-from brokerkit.model import AssetClass, OrderIntent, Violation
+from brokerkit.model import AccountProfile, AssetClass, OrderIntent, Violation
 
 EQ, CR, FX, OPT = AssetClass.EQUITY, AssetClass.CRYPTO, AssetClass.FX, AssetClass.OPTION
 
@@ -159,7 +159,8 @@ def test_routing_table_can_be_passed_parsed():
     ("BTC/USD", CR), ("eth/usdt", CR), ("EUR.USD", FX), ("GBP.JPY", FX),
     ("BRK.B", EQ), ("ABC.DEF", EQ), ("AAPL  261218C00150000", OPT), ("SPY240119P00450000", OPT),
     ("AAPL", EQ), ("ESZ6", AssetClass.FUTURE), ("CLF27", AssetClass.FUTURE), ("7203", EQ),
-    ("GOOGL", EQ),
+    ("GOOGL", EQ), ("STK:SAP@XETRA", EQ), ("OPT:AAPL  261218C00230000", OPT),
+    ("FUT:ESZ6", AssetClass.FUTURE), ("CASH:EUR.USD", FX), ("CRYPTO:BTC/USD", CR),
 ])
 def test_asset_class_is_inferred_from_the_symbol(symbol, expected):
     assert infer_asset_class(symbol) is expected
@@ -209,6 +210,83 @@ def test_bad_routing_config_names_the_key(raw, key, expected):
         parse_routing(raw, "brokerkit.toml", known_connections=CONNECTIONS)
     assert err.value.key == key and err.value.file == "brokerkit.toml"
     assert expected in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts that can hold the order: asset class, market and currency (issue 14)
+
+GLOBAL = RouteTarget(
+    "ibkr", "ibkr", True, frozenset({EQ, OPT, FX, CR}), ("U-US", "U-EU", "U-CRYPTO"), (
+        AccountProfile("U-US", "margin", frozenset({"USD"})),
+        AccountProfile("U-EU", "margin", frozenset({"EUR", "USD"}), frozenset({"XETRA"})),
+        AccountProfile("U-CRYPTO", "crypto", frozenset({"USD"})),
+    ))
+US_ONLY = RouteTarget("ibkr", "ibkr", True, frozenset({EQ}), ("U-US",),
+                      (AccountProfile("U-US", "margin", frozenset({"USD"})),))
+
+
+def test_sap_in_eur_on_xetra_goes_to_the_account_that_holds_eur_not_the_us_margin_account():
+    """SAP SE trades on Xetra in EUR (venues.currencies.EXCHANGE_CURRENCIES, from IBKR's
+    exchange list, interactivebrokers.com/en/trading/products-exchanges.php); issue 14 saw it
+    routed to the US margin account, leaving a EUR debit there."""
+    r = go({"equity": "ibkr"}, {"ibkr": GLOBAL}, symbol="STK:SAP@XETRA")
+    assert r == Route("ibkr", "U-EU", EQ, "asset_class")
+    assert go({"equity": "ibkr"}, {"ibkr": GLOBAL}, symbol="AAPL").account == "U-US"
+
+
+def test_no_account_that_trades_eur_equities_on_xetra_is_no_route_naming_why():
+    msg = no_route(go({"equity": "ibkr"}, {"ibkr": US_ONLY}, symbol="STK:SAP@XETRA"))
+    assert "no account on 'ibkr' trades EUR equity on XETRA" in msg
+    assert "U-US holds USD, not EUR" in msg
+
+
+def test_named_account_that_cannot_hold_the_currency_is_no_route():
+    msg = no_route(go({}, {"ibkr": GLOBAL}, symbol="STK:SAP@XETRA", account="U-US"))
+    assert "account U-US holds USD, not EUR" in msg
+    assert go({}, {"ibkr": GLOBAL}, symbol="SAP", currency="EUR", account="U-EU") == \
+        Route("ibkr", "U-EU", EQ, "account")
+
+
+def test_crypto_goes_to_the_connections_crypto_account_not_its_first_account():
+    """The sandbox's paper-global shows DEMO-GLOBAL-1 first and DEMO-CRYPTO-1 for crypto
+    (issue 14: crypto went to the first account); a crypto account holds crypto only."""
+    assert go({"crypto": "ibkr"}, {"ibkr": GLOBAL}, symbol="BTC/USD") == \
+        Route("ibkr", "U-CRYPTO", CR, "asset_class")
+    assert "is a crypto account" in no_route(
+        go({}, {"ibkr": GLOBAL}, symbol="AAPL", account="U-CRYPTO"))
+
+
+def test_routing_markets_table_sends_an_exchange_to_its_connection():
+    targets = {"alpaca": CONNECTIONS["alpaca"], "ibkr": GLOBAL}
+    routing = {"equity": "alpaca", "markets": {"xetra": "ibkr"}}
+    assert go(routing, targets, symbol="STK:SAP@XETRA") == Route("ibkr", "U-EU", EQ, "market")
+    assert go(routing, targets, symbol="AAPL") == Route("alpaca", None, EQ, "asset_class")
+
+
+def test_only_rule_skips_connections_without_an_account_for_the_currency():
+    targets = {"us": RouteTarget("us", "paper", True, frozenset({EQ}), ("U-US",),
+                                 (AccountProfile("U-US", None, frozenset({"USD"})),)),
+               "ibkr": GLOBAL}
+    assert go({}, targets, symbol="STK:SAP@XETRA") == Route("ibkr", "U-EU", EQ, "only")
+    assert "several trading connections" in no_route(go({}, targets, symbol="AAPL"))
+
+
+def test_route_target_of_takes_the_configured_account_profiles():
+    caps = Capabilities(trading=True, asset_classes=frozenset({EQ}))
+    profile = AccountProfile("U2", "margin", frozenset({"EUR"}), frozenset({"XETRA"}))
+    t = RouteTarget.of(ConnectionConfig("ibkr", "ibkr", accounts=("U1", "U2"),
+                                        account_profiles={"U2": profile}), caps)
+    assert t.profile("U2") == profile and t.profile("U1") is None
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({"markets": {"NOWHERE": "ibkr"}}, "routing.markets.NOWHERE"),
+    ({"markets": ["XETRA"]}, "routing.markets"),
+])
+def test_bad_routing_markets_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as err:
+        parse_routing(raw, "brokerkit.toml", known_connections=CONNECTIONS)
+    assert err.value.key == key
 
 
 @given(symbol=st.from_regex(r"[A-Z0-9][A-Z0-9./\- ]{0,20}", fullmatch=True),

@@ -22,9 +22,42 @@ def test_alpaca_fractional_orders_are_market_limit_stop_or_stop_limit_day_only()
     assert {TimeInForce.DAY} == alpaca.FRACTIONAL_TIME_IN_FORCE
 
 
-def test_alpaca_notional_orders_are_market_orders_of_at_least_one_dollar():
-    assert {OrderType.MARKET} == alpaca.NOTIONAL_ORDER_TYPES
+def test_alpaca_notional_orders_are_market_limit_stop_or_stop_limit_of_at_least_one_dollar():
+    """Alpaca: notional limit orders ("Fractional Shares Trading Supports Limit Orders and
+    Extended Hours"), notional stop and stop-limit orders (docs.alpaca.markets changelog,
+    2024-08-20), "as little as $1" (docs.alpaca.markets/docs/fractional-trading)."""
+    assert {OrderType.MARKET, OrderType.LIMIT, OrderType.STOP,
+            OrderType.STOP_LIMIT} == alpaca.NOTIONAL_ORDER_TYPES
+    assert OrderType.TRAILING_STOP not in alpaca.NOTIONAL_ORDER_TYPES
     assert Decimal("1") == alpaca.MIN_NOTIONAL
+
+
+def test_alpaca_fractional_shares_cannot_be_sold_short():
+    """alpaca.markets/support/what-is-fractional-trading: "short selling fractional shares is
+    not supported"."""
+    assert alpaca.FRACTIONAL_SHORT is False
+
+
+def test_day_and_gtc_orders_wait_for_the_session_while_ioc_and_fok_cannot():
+    """Alpaca queues orders outside regular hours for the next open
+    (docs.alpaca.markets/docs/orders-at-alpaca); IBKR's orders without outsideRth wait for
+    regular hours (tws-api Order.OutsideRth)."""
+    assert {TimeInForce.DAY, TimeInForce.GTC, TimeInForce.OPG,
+            TimeInForce.CLS} == hours.QUEUED_WHEN_CLOSED
+    assert not {TimeInForce.IOC, TimeInForce.FOK} & hours.QUEUED_WHEN_CLOSED
+
+
+def test_currencies_are_the_iso_4217_list_and_exchanges_trade_in_theirs():
+    """ISO 4217 List One (SIX, the maintenance agency); Xetra trades in EUR, the LSE in GBP,
+    the TSE in JPY (interactivebrokers.com/en/trading/products-exchanges.php)."""
+    from brokerkit.venues import currencies
+
+    assert {"USD", "EUR", "JPY", "GBP", "CHF", "CNY", "XAU"} <= currencies.ISO_4217
+    assert not {"ZZZ", "XYZ", "XTS", "XXX", "CNH", "USDT"} & currencies.ISO_4217
+    assert currencies.is_currency("CNH") and not currencies.is_currency("ZZZ")
+    assert (currencies.EXCHANGE_CURRENCIES["XETRA"], currencies.EXCHANGE_CURRENCIES["LSE"],
+            currencies.EXCHANGE_CURRENCIES["TSE"]) == ("EUR", "GBP", "JPY")
+    assert set(currencies.EXCHANGE_CURRENCIES) >= set(hours.HOURS) - {"IDEALPRO", "CRYPTO"}
 
 
 def test_alpaca_extended_hours_orders_are_day_limit_orders_from_4_to_20_new_york():
@@ -137,7 +170,8 @@ def test_a_rate_limit_names_the_field_it_refuses():
 def test_us_equities_settle_t_plus_1_from_2024_05_28():
     assert settlement.US.lag_on(date(2024, 5, 28)) == 1
     assert settlement.US.lag_on(date(2024, 5, 24)) == 2
-    assert settlement.US.calendars == ("XNYS",)
+    assert settlement.US.trading == ("XNYS",)
+    assert settlement.US.legs == (("XNYS:scheduled", "holidays:XFED"),)
 
 
 def test_us_equities_settled_t_plus_2_from_2017_09_05_and_t_plus_3_before():
@@ -162,8 +196,10 @@ def test_fx_spot_settles_t_plus_2_except_usd_cad_t_plus_1():
 
 
 def test_crypto_and_futures_settle_the_same_day():
-    assert settlement.SAME_DAY.lag == 0 and settlement.SAME_DAY.calendars == ()
-    assert {"crypto", "future"} == settlement.SAME_DAY_CLASSES
+    assert settlement.CRYPTO.lag == 0 and settlement.CRYPTO.legs == ()
+    assert settlement.FUTURES.lag == 0 and settlement.FUTURES.legs == ()
+    assert dict(settlement.SAME_DAY_CLASSES) == {"crypto": settlement.CRYPTO,
+                                                 "future": settlement.FUTURES}
 
 
 def test_a_settlement_history_must_be_in_date_order():

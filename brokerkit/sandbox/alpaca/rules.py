@@ -93,7 +93,8 @@ def _equity_rules(order: Mapping[str, Any], fractionable: bool, symbol: str) -> 
                                     or tif not in venue.EXTENDED_HOURS_TIME_IN_FORCE):
         raise unprocessable("extended hours order must be DAY limit orders", 42210000)
     if notional is not None and otype not in venue.NOTIONAL_ORDER_TYPES:
-        raise unprocessable("notional orders only supported for market orders", 42210000)
+        kinds = ", ".join(sorted(t.value for t in venue.NOTIONAL_ORDER_TYPES))
+        raise unprocessable(f"notional orders only supported for {kinds} orders", 42210000)
     if not (notional is not None or qty % 1 != 0):
         return
     if not fractionable:
@@ -108,6 +109,21 @@ def _equity_rules(order: Mapping[str, Any], fractionable: bool, symbol: str) -> 
         raise Reply(403, 40310000, f"cost basis must be >= {dec(venue.MIN_NOTIONAL)}")
 
 
+def _no_fractional_short(state: AppState, order: Mapping[str, Any], key: str) -> None:
+    """Fractional shares are held long only (`venue.FRACTIONAL_SHORT`): a fractional or
+    notional sale larger than the position held is refused."""
+    qty, notional = order["quantity"], order["notional"]
+    if venue.FRACTIONAL_SHORT or order["side"] is not Side.SELL or not (
+            notional is not None or qty % 1 != 0):
+        return
+    held = next((Decimal(repr(p.quantity)) for p in state.broker.positions([ACCOUNT])
+                 if p.listing.key == key), Decimal(0))
+    # a notional sale is sized at its fill: with nothing held it can only open a short
+    if (held <= 0) if notional is not None else (qty > held):
+        raise Reply(403, 40310000, "short selling fractional shares is not supported",
+                    available=dec(held))
+
+
 def check_order(state: AppState, data: Mapping[str, Any]) -> dict[str, Any]:
     """Alpaca's own order rules for a `POST /v2/orders` body; returns the `broker.submit`
     keywords (plus `extended_hours`), or raises the `Reply` Alpaca would give."""
@@ -119,6 +135,7 @@ def check_order(state: AppState, data: Mapping[str, Any]) -> dict[str, Any]:
         _crypto_rules(order)
     else:
         _equity_rules(order, li.fractionable, li.symbol)
+        _no_fractional_short(state, order, li.key)
     return {**order, "symbol": li.key}
 
 
