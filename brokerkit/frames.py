@@ -22,6 +22,7 @@ from .errors import SchemaError
 
 __all__ = [
     "BALANCES",
+    "CORPORATE_ACTIONS",
     "CURRENCY_EXPOSURE",
     "FILLS",
     "INSTRUMENTS",
@@ -178,6 +179,26 @@ INSTRUMENTS = _schema(
     ("multiplier", "float", "contract multiplier (1 for cash instruments)"),
 )
 
+#: Corporate actions a broker has applied to an account's positions (`Adapter.
+#: corporate_actions`), the `corporate_actions` input of `post_trade.reconcile`: one row per
+#: action and account whose position it changed. Where brokers report them: Alpaca at
+#: `GET /v1/corporate-actions` of its market-data API (forward and reverse splits with
+#: `new_rate` / `old_rate` and `ex_date`; alpaca-py `CorporateActionsClient`) and as account
+#: activities (`GET /v2/account/activities`, types SPLIT, REORG, SPIN...); IBKR through its
+#: statements (Flex query "Corporate Actions"), not the TWS API; the sandbox's paper broker
+#: at `GET /v1/brokers/{broker}/corporate_actions`.
+CORPORATE_ACTIONS = _schema(
+    "corporate_actions",
+    *_WHO,
+    ("account", "str", "account id ('' when the source has none)"),
+    ("instrument", "str", "canonical instrument key of the position it changes"),
+    ("ratio", "float", "new quantity per old (a 4-for-1 split: 4; a 1-for-10 reverse: 0.1)"),
+    ("kind", "str", "optional: split, reverse_split, stock_dividend..."),
+    ("action_id", "str", "optional: the broker's id, named in the explanation"),
+    ("symbol", "str", "the broker's symbol"),
+    ("effective_date", "date", "the ex-date: the first session traded split-adjusted"),
+)
+
 # -- margin analytics (brokers that compute margin: IBKR) -----------------------------------
 
 MARGIN = _schema(
@@ -256,7 +277,7 @@ POSITION_SUMMARY = _schema(
 
 SCHEMAS: dict[str, Schema] = {
     s.name: s for s in (BALANCES, POSITIONS, ORDERS, FILLS, QUOTES, INSTRUMENTS, MARGIN,
-                        WHAT_IF, CURRENCY_EXPOSURE, POSITION_SUMMARY)
+                        WHAT_IF, CURRENCY_EXPOSURE, POSITION_SUMMARY, CORPORATE_ACTIONS)
 }
 
 _DTYPES: dict[str, Any] = {

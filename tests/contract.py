@@ -88,7 +88,8 @@ class AdapterContract:
     def test_connected_adapter_names_its_accounts(self, adapter: Adapter) -> None:
         assert adapter.accounts and all(isinstance(a, str) and a for a in adapter.accounts)
 
-    @pytest.mark.parametrize("method", ["balances", "positions", "orders", "fills"])
+    @pytest.mark.parametrize("method", ["balances", "positions", "orders", "fills",
+                                        "corporate_actions"])
     def test_account_frames_match_their_schema(self, adapter: Adapter, method: str) -> None:
         df = getattr(adapter, method)()
         frames.validate(frames.SCHEMAS[method], df)

@@ -61,7 +61,7 @@ from ..model import (
     Violation,
 )
 from ..venues import alpaca as venue
-from .base import Adapter, BrokerOrder, Capabilities, Options
+from .base import Adapter, BrokerOrder, Capabilities, Options, fills_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -423,9 +423,50 @@ class AlpacaAdapter(Adapter):
             token = str(page[-1]["id"])
         await self._learn_client_order_ids({str(a.get("order_id")) for a in items})
         rows = [self._fill_row(a) for a in items if a.get("activity_type", "FILL") == "FILL"]
-        df = frames.make(frames.FILLS, rows, connection=self.name)
+        df = fills_frame(rows, self.name)
         self._cache["fills"] = (started, (since, df))
         return df
+
+    async def corporate_actions_async(self, since: datetime | None = None) -> pd.DataFrame:
+        """Forward and reverse splits of the stocks the account holds, from Alpaca's
+        corporate actions (`GET /v1/corporate-actions` of the market-data API, through
+        alpaca-py's `CorporateActionsClient`; source:
+        https://docs.alpaca.markets/reference/corporateactions-1), processed from `since`'s
+        date (from 2000-01-01 when None) through tomorrow in UTC (so that no time zone hides
+        today's): one row per split for the account, ratio `new_rate / old_rate`, action id
+        Alpaca's `id`, effective date the `ex_date` (the first session traded split-adjusted).
+        """
+        from datetime import date
+
+        from alpaca.data.enums import CorporateActionsType
+        from alpaca.data.historical.corporate_actions import CorporateActionsClient
+        from alpaca.data.requests import CorporateActionsRequest
+
+        start = since.astimezone(UTC).date() if since is not None else date(2000, 1, 1)
+        end = datetime.now(UTC).date() + timedelta(days=1)
+        held = await self.positions_async()
+        symbols = sorted(set(held.loc[held["asset_class"] == "equity", "symbol"]))
+        if not symbols or start > end:
+            return frames.empty(frames.CORPORATE_ACTIONS)
+        _, data_url, (key, secret) = await self._endpoints()
+        client = CorporateActionsClient(key, secret, url_override=data_url)
+        local = data_url is not None and urlsplit(data_url).hostname in (
+            "127.0.0.1", "localhost", "::1")
+        _configure_session(client._session, self._timeout, trust_env=not local)
+        request = CorporateActionsRequest(
+            symbols=symbols, types=[CorporateActionsType.FORWARD_SPLIT,
+                                    CorporateActionsType.REVERSE_SPLIT],
+            start=start, end=end, limit=None)
+        try:
+            got = await self._call(client.get_corporate_actions, request, data=True)
+        finally:
+            client._session.close()
+        kinds = {"forward_splits": "split", "reverse_splits": "reverse_split"}
+        rows = [{"account": self._account, "instrument": _instrument(a.symbol, False).key,
+                 "symbol": a.symbol, "ratio": float(a.new_rate) / float(a.old_rate),
+                 "kind": kinds[group], "action_id": str(a.id), "effective_date": a.ex_date}
+                for group, found in got.data.items() if group in kinds for a in found]
+        return frames.make(frames.CORPORATE_ACTIONS, rows, connection=self.name)
 
     async def _learn_client_order_ids(self, order_ids: set[str]) -> None:
         """Client order ids of orders this adapter did not place (another process, another
@@ -441,6 +482,14 @@ class AlpacaAdapter(Adapter):
                 continue
             self._coids[str(o.id)] = o.client_order_id
 
+    def _names(self, symbols: Sequence[str]) -> list[str]:
+        """Alpaca's symbols for order symbols or canonical keys; an `AdapterError` naming a key
+        of something Alpaca does not trade."""
+        try:
+            return [_alpaca_symbol(s.strip().upper()) for s in symbols]
+        except ValueError as e:
+            raise AdapterError(self.name, str(e)) from None
+
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Latest bid, ask and last trade for `symbols` (stocks, and crypto pairs 'BTC/USD');
         a symbol without a quote is an `AdapterError` naming it."""
@@ -451,7 +500,7 @@ class AlpacaAdapter(Adapter):
             StockLatestTradeRequest,
         )
 
-        names = [s.strip().upper() for s in symbols]
+        names = self._names(symbols)
         crypto = [s for s in names if "/" in s or s in self._crypto_symbols]
         stocks = [s for s in names if s not in crypto]
         calls = []
@@ -489,7 +538,7 @@ class AlpacaAdapter(Adapter):
     async def instruments_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Alpaca's asset facts (tradable, fractionable, shortable, ticks) for `symbols`; an
         unknown symbol is an `AdapterError` naming it."""
-        names = [s.strip().upper() for s in symbols]
+        names = self._names(symbols)
         got = await asyncio.gather(*(self._call(self._trading.get_asset, s.replace("/", ""))
                                      for s in names))
         rows = []
@@ -517,7 +566,7 @@ class AlpacaAdapter(Adapter):
     async def market_open_async(self, symbol: str) -> bool | None:
         """Whether Alpaca's clock says the market is open (crypto: always); the answer is
         kept for 30 s, and under rate pressure until the next open or close."""
-        name = symbol.strip().upper()
+        (name,) = self._names([symbol])
         if "/" in name or name in self._crypto_symbols:
             return True
         now = time.monotonic()
@@ -535,10 +584,17 @@ class AlpacaAdapter(Adapter):
     def check_intent(self, intent: OrderIntent, instrument: Mapping[str, Any] | None
                      ) -> list[Violation]:
         """The base rules plus Alpaca's (`brokerkit.venues.alpaca`): fractional and notional
-        orders (fractionable asset, market/limit/stop types, day only, notional at least $1),
-        extended hours (limit day orders), crypto types and times in force."""
+        orders (fractionable asset, market/limit/stop/stop-limit types, day only, notional at
+        least $1), extended hours (limit day orders), crypto types and times in force; a
+        canonical key of something Alpaca does not trade (`STK:SAP@XETRA`) is refused. A
+        fractional short sale needs the position, so the pipeline's `check_short_sale` says
+        so."""
         out = super().check_intent(intent, instrument)
-        crypto = intent.asset_class is AssetClass.CRYPTO or "/" in intent.symbol or (
+        try:
+            symbol = _alpaca_symbol(intent.symbol)
+        except ValueError as exc:
+            return [*out, Violation("UNSUPPORTED_ORDER", str(exc))]
+        crypto = intent.asset_class is AssetClass.CRYPTO or "/" in symbol or (
             instrument is not None and instrument.get("asset_class") == "crypto")
         otype, tif = intent.order_type, intent.time_in_force
         if crypto:
@@ -713,7 +769,6 @@ class AlpacaAdapter(Adapter):
         if crypto:
             symbol = _crypto_symbol(symbol)
         at = datetime.fromisoformat(str(a["transaction_time"]).replace("Z", "+00:00"))
-        trade_date = at.astimezone(UTC if crypto else _NY).date()
         order_id = str(a["order_id"])
         return {"account": self._account, "fill_id": str(a["id"]), "order_id": order_id,
                 "client_order_id": self._coids.get(order_id),
@@ -721,7 +776,7 @@ class AlpacaAdapter(Adapter):
                 "asset_class": "crypto" if crypto else "equity", "side": str(a["side"]),
                 "quantity": abs(_f(a["qty"])), "price": _f(a["price"]), "fee": 0.0,
                 "fee_currency": "USD", "currency": "USD", "executed_at": at,
-                "trade_date": trade_date, "settle_date": None}
+                "trade_date": None, "settle_date": None}
 
 
 def _names(kinds: frozenset[Any]) -> str:
@@ -789,6 +844,23 @@ def _read_limiter(options: Mapping[str, Any], requests: RateLimiter, name: str
     return RateLimiter((Window(share, requests.windows[0].period),), name=f"{name} reads")
 
 
+def _alpaca_symbol(symbol: str) -> str:
+    """Alpaca's symbol for an order's symbol or canonical key (`STK:AAPL` -> AAPL,
+    `CRYPTO:BTC/USD` -> BTC/USD); raises ValueError, naming it, for a key of something Alpaca
+    does not trade here (a listing outside the US, an option, a future, FX)."""
+    if ":" not in symbol:
+        return symbol
+    inst = Instrument.parse_key(symbol)
+    ac = inst.asset_class
+    if ac is AssetClass.CRYPTO:
+        return inst.symbol
+    if ac is AssetClass.EQUITY and (not inst.exchange or inst.exchange in venue.EQUITY_EXCHANGES):
+        return inst.symbol
+    where = f" on {inst.exchange}" if inst.exchange else ""
+    raise ValueError(f"Alpaca trades US equities and crypto here, not {symbol} "
+                     f"({ac.value}{where})")
+
+
 def _order_request(intent: OrderIntent, client_order_id: str) -> Any:
     """alpaca-py's request object for `intent` (raises ValueError when it refuses it)."""
     from alpaca.trading import enums
@@ -797,9 +869,10 @@ def _order_request(intent: OrderIntent, client_order_id: str) -> Any:
     def num(d: Decimal | None) -> float | None:
         return None if d is None else float(d)
 
-    crypto = intent.asset_class is AssetClass.CRYPTO or "/" in intent.symbol
+    symbol = _alpaca_symbol(intent.symbol)
+    crypto = intent.asset_class is AssetClass.CRYPTO or "/" in symbol
     common: dict[str, Any] = {
-        "symbol": intent.symbol, "qty": num(intent.quantity), "notional": num(intent.notional),
+        "symbol": symbol, "qty": num(intent.quantity), "notional": num(intent.notional),
         "side": enums.OrderSide(intent.side.value),
         "time_in_force": enums.TimeInForce(intent.time_in_force.value),
         "client_order_id": client_order_id,

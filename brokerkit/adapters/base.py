@@ -28,6 +28,8 @@ lookup_async           trading    `BrokerOrder` or None, by client order id
 =====================  =========  ===============================================================
 
 Read-only adapters (statement imports) leave the trading methods alone: the base refuses.
+`corporate_actions_async(since)` (optional) returns the `frames.CORPORATE_ACTIONS` the broker
+applied at or after `since`; the default is the typed empty frame (the broker reports none).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
     from ..execution.sharedlimit import RateLimitStore
     from ..secrets import Secret
 
-__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options", "cancel_listed"]
+__all__ = ["Adapter", "BrokerOrder", "Capabilities", "Health", "Options", "cancel_listed",
+           "fills_frame"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,15 @@ class Adapter(runtime.Bridged):
         may return more, never fewer: the book drops fills it already holds)."""
         raise NotImplementedError
 
+    async def corporate_actions_async(self, since: datetime | None = None) -> pd.DataFrame:
+        """Corporate actions (splits...) the broker applied to the connection's positions,
+        effective at or after `since` (all when None): one row per action and account whose
+        position it changed. This default is the typed empty frame: an adapter whose broker
+        reports them overrides it."""
+        from .. import frames
+
+        return frames.empty(frames.CORPORATE_ACTIONS)
+
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -220,6 +232,9 @@ class Adapter(runtime.Bridged):
 
     def fills(self, since: datetime | None = None) -> pd.DataFrame:
         return runtime.run(self.fills_async(since))
+
+    def corporate_actions(self, since: datetime | None = None) -> pd.DataFrame:
+        return runtime.run(self.corporate_actions_async(since))
 
     def quotes(self, symbols: Sequence[str]) -> pd.DataFrame:
         return runtime.run(self.quotes_async(symbols))
@@ -308,3 +323,12 @@ async def cancel_listed(adapter: Adapter, row: Any) -> BrokerOrder:
                            client_order_id=str(row.client_order_id or ""),
                            account=str(row.account or ""), status=OrderStatus.parse(row.status),
                            reason=exc.message)
+
+
+def fills_frame(rows: Sequence[Mapping[str, Any]], connection: str) -> pd.DataFrame:
+    """A `frames.FILLS` frame of an adapter's `rows`, with each fill's trade date (where the
+    row has none) and settle date from `post_trade.settlement`, the one source of both."""
+    from .. import frames
+    from ..post_trade.settlement import with_settlement
+
+    return with_settlement(frames.make(frames.FILLS, rows, connection=connection))

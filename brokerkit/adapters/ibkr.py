@@ -57,7 +57,9 @@ from ..model import (
     Violation,
 )
 from ..venues import ibkr as venue
-from .base import Adapter, BrokerOrder, Capabilities, Options
+from ..venues.currencies import EXCHANGE_CURRENCIES
+from ..venues.symbols import share_class_symbol
+from .base import Adapter, BrokerOrder, Capabilities, Options, fills_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,9 +92,6 @@ BACKOFF = (0.1, 2.0, 5.0)
 #: Our exchange names (the keys' `@EXCHANGE`) where IB names the venue differently.
 IB_EXCHANGE = {"XETRA": "IBIS", "TSE": "TSEJ", "TSX": "TSE"}
 CANONICAL_EXCHANGE = {ib: ours for ours, ib in IB_EXCHANGE.items()}
-#: A listing's currency by its (IB) exchange, to ask for a non-US stock unambiguously.
-EXCHANGE_CURRENCY = {"LSE": "GBP", "IBIS": "EUR", "FWB": "EUR", "TSEJ": "JPY", "SEHK": "HKD",
-                     "TSE": "CAD", "SBF": "EUR", "AEB": "EUR", "EBS": "CHF", "ASX": "AUD"}
 #: Trade dates are the market's: its time zone by currency, when the contract has none.
 CURRENCY_TZ = {"USD": "America/New_York", "EUR": "Europe/Berlin", "GBP": "Europe/London",
                "JPY": "Asia/Tokyo", "HKD": "Asia/Hong_Kong", "CAD": "America/Toronto",
@@ -209,8 +208,10 @@ def contract_for(symbol: str, asset_class: AssetClass | None = None,
         exchange = IB_EXCHANGE.get(venue, venue)
         if exchange == "SEHK" and ticker.isdigit():
             ticker = ticker.lstrip("0") or "0"  # HKEX's 0700 is IB's "700"
-        return Stock(ticker, exchange, currency or EXCHANGE_CURRENCY.get(exchange, ""))
-    return Stock(ticker, "SMART", currency or "USD")
+        listed_in = EXCHANGE_CURRENCIES.get(CANONICAL_EXCHANGE.get(exchange, exchange), "")
+        return Stock(ticker, exchange, currency or listed_in)
+    # IB spells a share class with a space: BRK B (venues.symbols)
+    return Stock(share_class_symbol(ticker).replace(".", " "), "SMART", currency or "USD")
 
 
 def _contract_columns(c: Contract, inst: Instrument) -> dict[str, Any]:
@@ -582,10 +583,23 @@ class IBKRAdapter(Adapter):
                 return ccy
         return "USD"
 
+    @staticmethod
+    def _zero_nan(x: float) -> float:
+        """0.0 for a figure IB did not send (NaN)."""
+        return x if x == x else 0.0
+
     async def balances_async(self) -> pd.DataFrame:
-        """A row per account and currency held: the base-currency row carries the account's
-        totals (buying power, net liquidation, margin); the others their cash and net
-        liquidation in that currency."""
+        """A row per account and currency held, every figure in the row's own currency: the
+        base-currency row carries the account's totals (buying power, net liquidation,
+        margin); the others their cash and net liquidation in that currency.
+
+        `settled_cash`: TWS reports settled cash only for the whole account, in the base
+        currency (`SettledCash`: "cash recognized at the time of settlement - purchases at
+        the time of trade - commissions - taxes - fees"; IB's ledger per currency has
+        `CashBalance` but no settled figure). Each other currency's row takes its own
+        `CashBalance`; the base row takes `SettledCash` less those other balances at IB's
+        `ExchangeRate`, so the rows add up (in base) to IB's figure and unsettled sale
+        proceeds, which IB does not break down, are counted against the base currency."""
         ib = await self._connected()
         summary = await self._summary(ib)
         rows = []
@@ -593,27 +607,32 @@ class IBKRAdapter(Adapter):
             base = self._base(values)
             ccys = sorted({c for (t, c) in values if t == "CashBalance"
                            and c not in ("", "BASE")} | {base})
-            for ccy in ccys:
-                def get(tag: str, c: str = ccy, v: Mapping[tuple[str, str], str] = values
-                        ) -> float:
-                    return _f(v.get((tag, c)))
 
+            def get(tag: str, c: str, v: Mapping[tuple[str, str], str] = values) -> float:
+                return _f(v.get((tag, c)))
+
+            others_in_base = 0.0
+            for ccy in ccys:
+                if ccy != base:
+                    others_in_base += self._zero_nan(get("CashBalance", ccy)) * \
+                        get("ExchangeRate", ccy)
+            for ccy in ccys:
                 if ccy == base:
-                    cash = get("CashBalance")
+                    cash = get("CashBalance", base)
                     rows.append({
                         "account": account, "currency": base,
-                        "cash": cash if cash == cash else _f(values.get(("TotalCashValue", base))),
-                        "settled_cash": _f(values.get(("SettledCash", base))),
-                        "buying_power": _f(values.get(("BuyingPower", base))),
-                        "equity": get("NetLiquidationByCurrency")
-                        if len(ccys) > 1 else _f(values.get(("NetLiquidation", base))),
-                        "margin_init": _f(values.get(("InitMarginReq", base))),
-                        "margin_maint": _f(values.get(("MaintMarginReq", base)))})
+                        "cash": cash if cash == cash else get("TotalCashValue", base),
+                        "settled_cash": get("SettledCash", base) - others_in_base,
+                        "buying_power": get("BuyingPower", base),
+                        "equity": get("NetLiquidationByCurrency", base)
+                        if len(ccys) > 1 else get("NetLiquidation", base),
+                        "margin_init": get("InitMarginReq", base),
+                        "margin_maint": get("MaintMarginReq", base)})
                 else:
-                    cash = get("CashBalance")
+                    cash = get("CashBalance", ccy)
                     rows.append({"account": account, "currency": ccy, "cash": cash,
                                  "settled_cash": cash, "buying_power": 0.0,
-                                 "equity": get("NetLiquidationByCurrency"),
+                                 "equity": get("NetLiquidationByCurrency", ccy),
                                  "margin_init": 0.0, "margin_maint": 0.0})
         return frames.make(frames.BALANCES, rows, connection=self.name,
                            institution=self._institution, as_of=datetime.now(UTC))
@@ -700,13 +719,12 @@ class IBKRAdapter(Adapter):
         rows = [self._fill_row(f) for f in fills
                 if f.execution.acctNumber in self._accounts
                 and (since is None or f.execution.time >= since)]
-        return frames.make(frames.FILLS, rows, connection=self.name)
+        return fills_frame(rows, self.name)
 
     def _fill_row(self, f: Any) -> dict[str, Any]:
         e, c, r = f.execution, f.contract, f.commissionReport
         inst = instrument_of(c)
         executed = e.time if e.time.tzinfo else e.time.replace(tzinfo=UTC)
-        tz = self._time_zone(inst.key, c.currency)
         return {"account": e.acctNumber, "fill_id": e.execId, "order_id": _order_id(
                     e.permId, e.clientId, e.orderId), "client_order_id": e.orderRef or None,
                 "instrument": inst.key, "symbol": inst.symbol,
@@ -715,17 +733,7 @@ class IBKRAdapter(Adapter):
                 "quantity": float(e.shares), "price": float(e.price),
                 "fee": _f(r.commission) if r.execId else math.nan,
                 "fee_currency": r.currency or None, "currency": c.currency,
-                "executed_at": executed,
-                "trade_date": executed.astimezone(tz).date(), "settle_date": None}
-
-    def _time_zone(self, key: str, currency: str) -> ZoneInfo:
-        details = self._details.get(key)
-        name = getattr(details, "timeZoneId", "") if details is not None else ""
-        try:
-            return ZoneInfo(_TZ_ALIASES.get(name, name)) if name else ZoneInfo(
-                CURRENCY_TZ.get(currency, "America/New_York"))
-        except (KeyError, ValueError):
-            return ZoneInfo(CURRENCY_TZ.get(currency, "America/New_York"))
+                "executed_at": executed, "trade_date": None, "settle_date": None}
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Snapshot bid, ask and last for `symbols` (keys or order symbols)."""
@@ -844,7 +852,12 @@ class IBKRAdapter(Adapter):
 
     async def currency_exposure_async(self) -> pd.DataFrame:
         """Per account and currency: cash, market value of the positions priced in it,
-        net exposure, and that exposure in the account's base currency (IB's own rates)."""
+        net exposure, and that exposure in the account's base currency (IB's own rates).
+
+        A future counts at its open P&L, never its notional: IB's `FuturesPNL` for the
+        currency (what TWS adds into `NetLiquidationByCurrency`), else the futures'
+        unrealized P&L. FX positions count through the cash balances they move. So the
+        exposures, in base, add up to the account's `NetLiquidation`."""
         ib = await self._connected()
         summary = await self._summary(ib)
         positions = await self.positions_async()
@@ -852,15 +865,18 @@ class IBKRAdapter(Adapter):
         rows = []
         for account, values in summary.items():
             base = self._base(values)
-            mine = positions[(positions["account"] == account)
-                             & ~positions["asset_class"].isin(["fx", "future"])]
-            mv = mine.groupby("currency")["market_value"].sum()
+            held = positions[positions["account"] == account]
+            mv = held[~held["asset_class"].isin(["fx", "future"])] \
+                .groupby("currency")["market_value"].sum()
+            futures = held[held["asset_class"] == "future"]
+            fut_pnl = futures.groupby("currency")["unrealized_pnl"].sum()
             ccys = sorted({c for (t, c) in values if t in ("CashBalance", "ExchangeRate")
-                           and c not in ("", "BASE")} | set(mv.index))
+                           and c not in ("", "BASE")} | set(mv.index) | set(fut_pnl.index))
             for ccy in ccys:
-                cash = _f(values.get(("CashBalance", ccy)))
-                cash = 0.0 if cash != cash else cash
-                value = float(mv.get(ccy, 0.0))
+                cash = self._zero_nan(_f(values.get(("CashBalance", ccy))))
+                reported = _f(values.get(("FuturesPNL", ccy)))
+                pnl = reported if reported == reported else float(fut_pnl.get(ccy, 0.0))
+                value = float(mv.get(ccy, 0.0)) + self._zero_nan(pnl)
                 rate = 1.0 if ccy == base else _f(values.get(("ExchangeRate", ccy)))
                 net = cash + value
                 rows.append({"account": account, "currency": ccy, "cash": cash,

@@ -31,7 +31,7 @@ import aiohttp
 from .. import frames
 from ..errors import AdapterError, ConnectionDown, SubmitUncertain
 from ..model import AssetClass, OrderIntent, OrderStatus, OrderType
-from .base import Adapter, BrokerOrder, Capabilities, Options
+from .base import Adapter, BrokerOrder, Capabilities, Options, fills_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -228,7 +228,18 @@ class PaperAdapter(Adapter):
         data = await self._get("/fills", **params)
         rows = [{**f, "executed_at": _time(f["executed_at"]), "trade_date": _day(f["trade_date"]),
                  "settle_date": _day(f["settle_date"])} for f in data["fills"]]
-        return frames.make(frames.FILLS, rows, connection=self.name)
+        return fills_frame(rows, self.name)
+
+    async def corporate_actions_async(self, since: datetime | None = None) -> pd.DataFrame:
+        """Splits the paper broker applied to positions of the connection's accounts, oldest
+        first (effective at or after `since` if given): one row per action and account."""
+        params = self._scope()
+        if since is not None:
+            params["since"] = since.isoformat()
+        data = await self._get("/corporate_actions", **params)
+        rows = [{**a, "effective_date": _day(a["effective_date"])}
+                for a in data["corporate_actions"]]
+        return frames.make(frames.CORPORATE_ACTIONS, rows, connection=self.name)
 
     async def quotes_async(self, symbols: Sequence[str]) -> pd.DataFrame:
         """Top of book for `symbols`; an unknown symbol is an `AdapterError` naming it."""

@@ -1,10 +1,13 @@
 """Post-trade: the book reconciled against what brokers report, and settlement.
 
 - `reconcile`: `reconcile(book, broker, ...)` classes every position (MATCH, QUANTITY_BREAK,
-  MISSING_AT_BROKER, UNKNOWN_TO_BOOK, EXPLAINED, UNKNOWN) with its differences.
+  CURRENCY_BREAK, MISSING_AT_BROKER, UNKNOWN_TO_BOOK, EXPLAINED, UNKNOWN) with its
+  differences, explaining what fills, open orders, broker fills not yet in the book and
+  corporate actions account for; `reconcile_reference` is the same, row by row (the
+  yardstick of tests and benchmarks).
 - `runs`: `Reconciler` reads every broker, stores runs in the book, and syncs breaks.
-- `settlement`: settlement dates on real exchange and settlement calendars (the one source of
-  settle dates).
+- `settlement`: the one source of trade and settle dates, on exchange, settlement and banking
+  calendars.
 - `cash`: the cash ladder and good-faith violations.
 """
 
@@ -13,19 +16,21 @@ from __future__ import annotations
 from .cash import cash_ladder, good_faith_violations
 from .reconcile import (
     COLUMNS,
+    CORPORATE_ACTIONS,
+    DEFAULT_MULTIPLIERS,
     RECONCILIATION,
     STATUSES,
     UNEXPLAINED,
     Tolerance,
     reconcile,
-    reconcile_reference,
 )
+from .reconcile_reference import reconcile_reference
 from .settlement import (
     settlement_dates,
     settlement_status,
     with_settlement,
 )
 
-__all__ = ["COLUMNS", "RECONCILIATION", "STATUSES", "UNEXPLAINED", "Tolerance", "cash_ladder",
-           "good_faith_violations", "reconcile", "reconcile_reference", "settlement_dates",
-           "settlement_status", "with_settlement"]
+__all__ = ["COLUMNS", "CORPORATE_ACTIONS", "DEFAULT_MULTIPLIERS", "RECONCILIATION", "STATUSES",
+           "UNEXPLAINED", "Tolerance", "cash_ladder", "good_faith_violations", "reconcile",
+           "reconcile_reference", "settlement_dates", "settlement_status", "with_settlement"]

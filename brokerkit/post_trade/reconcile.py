@@ -1,7 +1,9 @@
 """Book against broker: one row per position on either side, with a class and a reason.
 
 `reconcile(book, broker, ...)` joins the book's positions and a broker's snapshot on
-(connection, account, instrument) and classes every key found on either side:
+(connection, account, instrument) and classes every key found on either side. Instrument keys
+are joined in one spelling of a share class (`venues.symbols.instrument_key`: `STK:BRK B`,
+`STK:BRK/B`, `STK:BRK-B` and `STK:BRK.B` are one key, reported as `STK:BRK.B`).
 
 ==================  ===================================================================
 status              meaning
@@ -10,13 +12,28 @@ MATCH               both sides agree within the asset class's tolerance
 QUANTITY_BREAK      both hold it, in different quantities
 MISSING_AT_BROKER   the book holds it, the broker does not
 UNKNOWN_TO_BOOK     the broker holds it, the book does not
-EXPLAINED           the difference is closed exactly (within tolerance) by fills the book
-                    recorded after the broker's snapshot (`fills_after`) and by the executed
-                    part of orders still open at the broker that the book has not recorded
-                    yet (`open_orders`); the explanation names them
+EXPLAINED           the difference is closed exactly (within tolerance) by what one side
+                    knows and the other does not yet: fills the book recorded after the
+                    broker's snapshot (`fills_after`), the executed part of orders still
+                    open at the broker (`open_orders`), fills the broker reports that the
+                    book has not recorded, completed orders' included (`broker_fills`), and
+                    corporate actions the broker applied that the book has not
+                    (`corporate_actions`: a split of ratio r explains book x (r - 1), and
+                    keeps the cost basis); the explanation names them
+CURRENCY_BREAK      both hold it, but the book and the broker give the instrument different
+                    currencies: quantities in different currencies are not compared (and
+                    value_diff is NaN); the explanation names both. Its own class rather
+                    than a flagged QUANTITY_BREAK, so that matching quantities cannot hide
+                    it and a sync never adopts it as a quantity
 UNKNOWN             the connection could not be read (`failed`): nothing is known, never
                     "flat", and the explanation carries the error
 ==================  ===================================================================
+
+Tolerances (`Tolerance`) are by quantity (absolute, relative) and by value: a difference
+whose value (quantity x price x multiplier, in the row's currency) is within `value` agrees
+too. The multiplier of a row is, in order: `prices`' multiplier column, the broker's
+`multiplier`, the one implied by its market value, else `DEFAULT_MULTIPLIERS` by asset class
+(a standard US option is on 100 shares; a future's is unknown: NaN, never 1).
 
 A fill or open order that would *not* close the gap explains nothing: the row stays a break
 and its explanation lists what was considered. The output schema is `RECONCILIATION` (column
@@ -45,10 +62,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SchemaError
-from ..frames import Column, Schema
+from ..frames import CORPORATE_ACTIONS, Column, Schema
+from ..venues.symbols import instrument_key
 
-__all__ = ["COLUMNS", "DEFAULT_TOLERANCES", "RECONCILIATION", "STATUSES", "UNEXPLAINED",
-           "Tolerance", "reconcile", "reconcile_reference"]
+__all__ = ["COLUMNS", "CORPORATE_ACTIONS", "DEFAULT_MULTIPLIERS", "DEFAULT_TOLERANCES",
+           "RECONCILIATION", "STATUSES", "UNEXPLAINED", "Tolerance", "reconcile"]
 
 KEY = ["connection", "account", "instrument"]
 _DESCRIPTIVE = ["symbol", "asset_class", "currency"]
@@ -73,22 +91,34 @@ RECONCILIATION = Schema("reconciliation", tuple(Column(*c) for c in (
 #: The output columns, in order.
 COLUMNS = RECONCILIATION.names
 STATUSES = ("MATCH", "QUANTITY_BREAK", "MISSING_AT_BROKER", "UNKNOWN_TO_BOOK", "EXPLAINED",
-            "UNKNOWN")
+            "UNKNOWN", "CURRENCY_BREAK")
 #: Rows that need a person.
-UNEXPLAINED = frozenset({"QUANTITY_BREAK", "MISSING_AT_BROKER", "UNKNOWN_TO_BOOK", "UNKNOWN"})
+UNEXPLAINED = frozenset({"QUANTITY_BREAK", "MISSING_AT_BROKER", "UNKNOWN_TO_BOOK", "UNKNOWN",
+                         "CURRENCY_BREAK"})
+
+#: A multiplier by asset class for rows no input gives one: a standard US equity option is
+#: on 100 shares (source: OCC, "Characteristics and Risks of Standardized Options", and
+#: Cboe's contract specifications: "1 contract = 100 shares"); a future's depends on the
+#: contract (ES 50, NQ 20, CL 1,000: CME contract specifications), so it is NaN, never 1.
+DEFAULT_MULTIPLIERS: Mapping[str, float] = {"option": 100.0, "future": float("nan")}
 
 
 @dataclass(frozen=True, slots=True)
 class Tolerance:
-    """Quantities agree when |broker - book| <= max(absolute, relative x max(|book|, |broker|))."""
+    """Quantities agree when |broker - book| <= max(absolute, relative x max(|book|, |broker|)),
+    or when the difference's value, |broker - book| x price x multiplier, is <= `value` (in
+    the row's currency; 0: no value tolerance, and an unpriced row has none)."""
 
     absolute: float = 0.0
     relative: float = 0.0
+    value: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (self.absolute >= 0 and self.relative >= 0):
-            raise ValueError(f"tolerance must be >= 0, got absolute={self.absolute!r}, "
-                             f"relative={self.relative!r}")
+        for name in ("absolute", "relative", "value"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 \
+                    or v == float("inf"):
+                raise ValueError(f"tolerance {name} must be a finite number >= 0, got {v!r}")
 
 
 #: Tolerances by asset class: fractional shares and crypto dust are real, float noise is
@@ -100,7 +130,6 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = {
 }
 #: For rows whose asset class is missing or not listed.
 FALLBACK_TOLERANCE = Tolerance(1e-9)
-_DERIVATIVES = frozenset({"option", "future"})  # no multiplier assumed for these
 
 
 def _tolerances(overrides: Mapping[str, Any] | None) -> dict[str, Tolerance]:
@@ -235,6 +264,20 @@ def _shared_codes(columns: list[pd.Series], name: str, blank: str | None
     return out, np.asarray(uniques, dtype=object)
 
 
+def _canonical(codes: list[np.ndarray], uniques: np.ndarray
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Instrument codes and uniques with each key in its one spelling
+    (`venues.symbols.instrument_key`): spellings of one share class share a code. Only the
+    uniques are looked at; the codes are renumbered only when two spellings met."""
+    spelled = np.array([instrument_key(u) for u in uniques], dtype=object)
+    if not len(spelled) or all(a is b or a == b for a, b in zip(spelled, uniques,
+                                                                 strict=True)):
+        return codes, uniques
+    merged, canonical = pd.factorize(spelled)
+    merged = merged.astype(np.int64, copy=False)
+    return [merged[c] for c in codes], np.asarray(canonical, dtype=object)
+
+
 def _bits(n: int) -> int:
     """Bits that hold the codes 0..n-1: keys are combined by shifts, split by masks."""
     return max(n - 1, 0).bit_length()
@@ -320,6 +363,8 @@ def _keys(sources: list[pd.DataFrame]) -> _Keys:
     codes, uniques = [], []
     for col in KEY:
         c, u = _shared_codes([s[col] for s in sources], col, "" if col == "account" else None)
+        if col == "instrument":
+            c, u = _canonical(c, u)
         codes.append(c)
         uniques.append(u)
     n_conn = max(len(uniques[0]), 1)
@@ -384,13 +429,18 @@ def _categorical(codes: np.ndarray, uniques: np.ndarray) -> pd.Categorical:
 
 
 def _descriptive(book: pd.DataFrame, broker: pd.DataFrame, keys: _Keys
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
     """Codes (per key) and uniques of symbol, asset_class and currency: each taken per
     (connection, instrument) from its first book row, else its first broker row, so that
-    one value per pair is read, never a million-row string column."""
+    one value per pair is read, never a million-row string column. Third: per key, the
+    text of a currency break ('' for none; None when no key has one): the pair's first book
+    row and first broker row name different currencies, and the key is held on both
+    sides."""
     bits = _bits(len(keys.uniques[2]))
     span = max(len(keys.uniques[0]), 1) << bits
-    on_broker = not keys.has_book.all()  # else every pair has a book row
+    both = keys.has_book & keys.has_broker
+    compare = both.any() and "currency" in book.columns and "currency" in broker.columns
+    on_broker = compare or not keys.has_book.all()  # else every pair has a book row
     rows = []
     for s in (0, 1) if on_broker else (0,):
         r = keys.codes[0][s] << bits
@@ -405,6 +455,16 @@ def _descriptive(book: pd.DataFrame, broker: pd.DataFrame, keys: _Keys
         sources.append((broker, (first[0] < 0) & (first[1] >= 0), first[1]))
     present = np.logical_or.reduce([where for _, where, _ in sources])
     per_key = None
+
+    def key_pairs() -> np.ndarray:
+        nonlocal per_key
+        if per_key is None:
+            per_key = keys.connection << bits
+            per_key |= keys.instrument
+            if ranks is not None:
+                per_key = ranks.ids(per_key)
+        return per_key
+
     codes, uniques = {}, {}
     for col in _DESCRIPTIVE:
         per_pair = np.full(span, None, dtype=object)
@@ -418,13 +478,21 @@ def _descriptive(book: pd.DataFrame, broker: pd.DataFrame, keys: _Keys
         if not len(held) or (held == held[0]).all():  # one value for all: no lookup
             codes[col] = np.full(len(keys), held[0] if len(held) else -1, dtype=c.dtype)
             continue
-        if per_key is None:
-            per_key = keys.connection << bits
-            per_key |= keys.instrument
-            if ranks is not None:
-                per_key = ranks.ids(per_key)
-        codes[col] = c[per_key]
-    return codes, uniques
+        codes[col] = c[key_pairs()]
+    breaks = None
+    if compare:
+        on_both = (first[0] >= 0) & (first[1] >= 0)
+        pairs = np.flatnonzero(on_both)
+        ccy = [frame["currency"].take(row[pairs]).to_numpy(dtype=object)
+               for frame, row in ((book, first[0]), (broker, first[1]))]
+        differ = np.array([isinstance(x, str) and isinstance(y, str) and x != y
+                           for x, y in zip(*ccy, strict=True)], dtype=bool)
+        if differ.any():
+            text = np.full(span, "", dtype=object)
+            text[pairs[differ]] = ("currency differs: book " + ccy[0][differ].astype(str)
+                                   + ", broker " + ccy[1][differ].astype(str))
+            breaks = np.where(both, text[key_pairs()], "")
+    return codes, uniques, breaks
 
 
 # -- prices ----------------------------------------------------------------------------------
@@ -444,6 +512,7 @@ def _price_table(prices: Any) -> pd.DataFrame:
         s = pd.Series(prices, dtype="float64")
         out = pd.DataFrame({"price": s.to_numpy(), "multiplier": np.nan},
                            index=s.index.to_numpy(dtype=object))
+    out.index = pd.Index([instrument_key(k) for k in out.index], dtype=object)
     return out[~out.index.duplicated(keep="last")]
 
 
@@ -451,6 +520,8 @@ def _price_table(prices: Any) -> pd.DataFrame:
 
 def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
               open_orders: pd.DataFrame | None = None, fills_after: pd.DataFrame | None = None,
+              broker_fills: pd.DataFrame | None = None,
+              corporate_actions: pd.DataFrame | None = None,
               failed: Mapping[str, str] | None = None,
               tolerances: Mapping[str, Tolerance | float] | None = None,
               prices: pd.DataFrame | pd.Series | Mapping[str, float] | None = None
@@ -458,14 +529,20 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     """Class every position of `book` and `broker`; returns a `RECONCILIATION` frame.
 
     - `book`: connection, account, instrument, quantity (symbol, asset_class, currency used
-      when present); `broker`: a POSITIONS frame (market_price, market_value, as_of used when
-      present). Quantities of repeated keys are summed. Key columns may be object, string or
-      categorical.
+      when present); `broker`: a POSITIONS frame (market_price, market_value, multiplier,
+      as_of used when present). Quantities of repeated keys are summed. Key columns may be
+      object, string or categorical; instrument keys are compared in one share-class
+      spelling (`venues.symbols.instrument_key`).
     - `fills_after`: FILLS the book recorded that the broker snapshot may not include; those
       executed after the snapshot's `as_of` (the key's, else the account's earliest, else
       taken as given) explain a difference of minus their signed quantity.
     - `open_orders`: ORDERS still working at the broker; their `filled_quantity`, executed
       at the broker but not yet in the book, explains a difference of plus its signed size.
+    - `broker_fills`: FILLS the broker reports that the book has not recorded (a completed
+      order's too); those executed at or before the snapshot (or at an unknown time)
+      explain a difference of plus their signed quantity, and are named.
+    - `corporate_actions`: `CORPORATE_ACTIONS` rows the broker has applied and the book has
+      not; ratios of one key multiply, and explain book quantity x (ratio - 1).
     - `failed`: {connection: error} for connections that could not be read: all their rows
       are UNKNOWN, never MISSING_AT_BROKER.
     - `tolerances`: {asset_class: Tolerance or absolute number} over `DEFAULT_TOLERANCES`.
@@ -490,9 +567,23 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
         _require(open_orders, "open_orders", [*KEY, "side", "filled_quantity"])
         executed = pd.to_numeric(open_orders["filled_quantity"]).fillna(0.0) > 0
         orders = open_orders[executed.to_numpy()] if executed.any() else None
+    at_broker = broker_fills if broker_fills is not None and len(broker_fills) else None
+    if at_broker is not None:
+        _require(at_broker, "broker_fills", [*KEY, "side", "quantity"])
+    actions = corporate_actions if corporate_actions is not None and len(corporate_actions) \
+        else None
+    ratios = None
+    if actions is not None:
+        _require(actions, "corporate_actions", [*KEY, "ratio"])
+        ratios = _floats(actions, "ratio", "corporate_actions")
+        bad = ~(ratios > 0) | np.isinf(ratios)
+        if bad.any():
+            raise SchemaError(f"corporate_actions frame: ratio must be a positive number "
+                              f"(new quantity per old), got {sorted(set(ratios[bad]))}")
 
     # Every key column of every source factorized once; keys numbered on book and broker.
-    keys = _keys([book, broker, *(x for x in (fills, orders) if x is not None)])
+    extra = [x for x in (fills, orders, at_broker, actions) if x is not None]
+    keys = _keys([book, broker, *extra])
     n = len(keys)
     gb, gr = keys.ids[0], keys.ids[1]
     book_q = _sums(gb, _floats(book, "quantity", "book"), n)
@@ -500,7 +591,7 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     broker_q = _sums(gr, broker_qty, n)
     diff = broker_q - book_q
 
-    # Fills and orders: the quantity each key's candidates would explain, and their notes.
+    # What each key's candidates would explain, and their notes.
     explained = np.zeros(n)
     has_candidates = np.zeros(n, dtype=bool)
     notes: list[pd.Series] = []
@@ -509,11 +600,7 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
         gf = keys.ids[at]
         snapshot = _snapshots(broker, keys, at)
         at += 1
-        executed_at = _utc(fills["executed_at"]) if "executed_at" in fills.columns \
-            else np.full(len(fills), np.datetime64("NaT"), dtype="datetime64[ns]")
-        signed = _signs(fills, "fills_after") * np.nan_to_num(
-            _floats(fills, "quantity", "fills_after"), nan=0.0, posinf=np.inf,
-            neginf=-np.inf)
+        executed_at, signed = _executions(fills, "fills_after")
         use = (gf >= 0) & (np.isnat(snapshot) | np.isnat(executed_at)
                            | (executed_at > snapshot))
         explained -= _sums(gf[use], signed[use], n)
@@ -522,6 +609,7 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
             notes.append(_fill_notes(fills[use], gf[use], executed_at[use], snapshot[use]))
     if orders is not None:
         go = keys.ids[at]
+        at += 1
         signed = _signs(orders, "open_orders") * _floats(orders, "filled_quantity",
                                                          "open_orders")
         use = go >= 0
@@ -529,8 +617,30 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
         has_candidates[go[use]] = True
         if use.any():
             notes.append(_order_notes(orders[use], go[use]))
+    if at_broker is not None:
+        gx = keys.ids[at]
+        snapshot = _snapshots(broker, keys, at)
+        at += 1
+        executed_at, signed = _executions(at_broker, "broker_fills")
+        use = (gx >= 0) & (np.isnat(snapshot) | np.isnat(executed_at)
+                           | (executed_at <= snapshot))
+        explained += _sums(gx[use], signed[use], n)
+        has_candidates[gx[use]] = True
+        if use.any():
+            notes.append(_broker_fill_notes(at_broker[use], gx[use], executed_at[use],
+                                            snapshot[use]))
+    if actions is not None and ratios is not None:
+        ga = keys.ids[at]
+        use = ga >= 0
+        factor = np.ones(n)
+        np.multiply.at(factor, ga[use], ratios[use])
+        acted = np.unique(ga[use])
+        explained[acted] += book_q[acted] * (factor[acted] - 1.0)
+        has_candidates[acted] = True
+        if use.any():
+            notes.append(_action_notes(actions[use], ga[use], ratios[use]))
 
-    desc_codes, desc_uniques = _descriptive(book, broker, keys)
+    desc_codes, desc_uniques, currency_text = _descriptive(book, broker, keys)
     # Per asset class (code -1, no class, reads the last entry), looked up by code.
     classes = [*desc_uniques["asset_class"], None]
     class_code = desc_codes["asset_class"]
@@ -538,24 +648,9 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
                  else FALLBACK_TOLERANCE for c in classes]
     class_abs = np.array([t.absolute for t in class_tol])
     class_rel = np.array([t.relative for t in class_tol])
-    class_derivative = np.array([c in _DERIVATIVES for c in classes])
-
-    # Classes: MATCH unless the sides differ beyond the tolerance, which is computed only for
-    # the keys that differ at all; then the class of each of the (few) breaks.
-    status = np.zeros(n, dtype=np.int8)
-    differs = np.flatnonzero(diff)
-    code = class_code[differs]
-    scale = np.maximum(np.abs(book_q[differs]), np.abs(broker_q[differs]))
-    tol = np.maximum(class_abs[code], class_rel[code] * scale)
-    off = ~(np.abs(diff[differs]) <= tol)
-    breaks, tol = differs[off], tol[off]
-    status[breaks] = np.where(
-        has_candidates[breaks] & (np.abs(diff[breaks] - explained[breaks]) <= tol), 4,
-        np.where(~keys.has_book[breaks], 3, np.where(~keys.has_broker[breaks], 2, 1)))
-    unreadable = np.isin(keys.uniques[0], list(failed)) if failed else None
-    unknown = np.flatnonzero(unreadable[keys.connection]) \
-        if unreadable is not None and unreadable.any() else np.zeros(0, dtype=np.int64)
-    status[unknown] = 5
+    class_value = np.array([t.value for t in class_tol])
+    class_multiplier = np.array([DEFAULT_MULTIPLIERS.get(c, 1.0) if isinstance(c, str)
+                                 else 1.0 for c in classes])
 
     unique = np.count_nonzero(keys.has_broker) == len(gr)  # (the usual) one row per key
     price, multiplier = _prices(broker, gr, unique, broker_qty, broker_q, n)
@@ -565,23 +660,55 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
         price = np.where(np.isnan(given), price, given)
         given = table["multiplier"].to_numpy()[keys.instrument]
         multiplier = np.where(np.isnan(given), multiplier, given)
-    unpriced = np.flatnonzero(np.isnan(multiplier))  # no multiplier: 1 unless a derivative
-    multiplier[unpriced] = np.where(class_derivative[class_code[unpriced]], np.nan, 1.0)
+    unpriced = np.flatnonzero(np.isnan(multiplier))  # no multiplier: by asset class
+    multiplier[unpriced] = class_multiplier[class_code[unpriced]]
     value_diff = diff * price
     value_diff *= multiplier
 
-    # Explanations: '' but for the keys with notes and the UNKNOWN ones (a categorical).
+    # Classes: MATCH unless the sides differ beyond the tolerance, which is computed only for
+    # the keys that differ at all; then the class of each of the (few) breaks.
+    status = np.zeros(n, dtype=np.int8)
+    differs = np.flatnonzero(diff)
+    code = class_code[differs]
+    scale = np.maximum(np.abs(book_q[differs]), np.abs(broker_q[differs]))
+    tol = np.maximum(class_abs[code], class_rel[code] * scale)
+    value_tol = class_value[code]
+    unit = price[differs] * multiplier[differs]
+    with np.errstate(invalid="ignore"):
+        off = ~((np.abs(diff[differs]) <= tol)
+                | ((value_tol > 0) & (np.abs(diff[differs] * unit) <= value_tol)))
+    breaks, tol, value_tol, unit = differs[off], tol[off], value_tol[off], unit[off]
+    gap = diff[breaks] - explained[breaks]
+    with np.errstate(invalid="ignore"):
+        closed = (np.abs(gap) <= tol) | ((value_tol > 0) & (np.abs(gap * unit) <= value_tol))
+    status[breaks] = np.where(
+        has_candidates[breaks] & closed, 4,
+        np.where(~keys.has_book[breaks], 3, np.where(~keys.has_broker[breaks], 2, 1)))
+    mismatched = np.flatnonzero(currency_text != "") if currency_text is not None \
+        else np.zeros(0, dtype=np.int64)
+    status[mismatched] = 6
+    unreadable = np.isin(keys.uniques[0], list(failed)) if failed else None
+    unknown = np.flatnonzero(unreadable[keys.connection]) \
+        if unreadable is not None and unreadable.any() else np.zeros(0, dtype=np.int64)
+    status[unknown] = 5
+
+    # Explanations: '' but for the keys with notes, currency breaks and the UNKNOWN ones.
     noted: list[np.ndarray] = []
     texts: list[np.ndarray] = []
     if notes:
         by_key = pd.concat(notes).groupby(level=0, sort=False).agg("; ".join)
         at_key = by_key.index.to_numpy(dtype=np.int64)
         st = status[at_key]
-        keep = st != 5
+        keep = (st != 5) & (st != 6)
         noted.append(at_key[keep])
         texts.append(np.where(st == 4, by_key.to_numpy(dtype=object),
                               np.where(st != 0, "not closed by " + by_key.to_numpy(
                                   dtype=object), ""))[keep])
+    mismatched = mismatched[status[mismatched] == 6]
+    if len(mismatched):
+        noted.append(mismatched)
+        assert currency_text is not None
+        texts.append(currency_text[mismatched])
     if len(unknown):
         text = np.array([f"{c} could not be read ({failed.get(c)}): its positions are "
                          f"unknown, not flat" for c in keys.uniques[0]], dtype=object)
@@ -595,6 +722,7 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     book_q[~keys.has_book] = np.nan
     broker_q[~keys.has_broker] = np.nan
     broker_q[unknown] = diff[unknown] = value_diff[unknown] = np.nan
+    value_diff[mismatched] = np.nan
     columns = {
         "connection": _categorical(keys.connection, keys.uniques[0]),
         "account": _categorical(keys.account, keys.uniques[1]),
@@ -607,6 +735,20 @@ def reconcile(book: pd.DataFrame, broker: pd.DataFrame, *,
     }
     # The arrays are this call's own: no copy, and no consolidation into one float block.
     return pd.DataFrame(columns, columns=COLUMNS, copy=False)
+
+
+def _executions(fills: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(when, signed quantity) of each fill of the `what` argument (a missing quantity
+    counts 0)."""
+    signed = _signs(fills, what) * np.nan_to_num(_floats(fills, "quantity", what), nan=0.0,
+                                                 posinf=np.inf, neginf=-np.inf)
+    return _executed_at(fills), signed
+
+
+def _executed_at(fills: pd.DataFrame) -> np.ndarray:
+    if "executed_at" in fills.columns:
+        return _utc(fills["executed_at"])
+    return np.full(len(fills), np.datetime64("NaT"), dtype="datetime64[ns]")
 
 
 def _empty() -> pd.DataFrame:
@@ -653,7 +795,7 @@ def _prices(broker: pd.DataFrame, gr: np.ndarray, unique: bool, quantity: np.nda
     else:
         price = np.append(mp, np.nan)[_first(gr, n)]
     if "market_value" not in broker.columns:
-        return price, multiplier
+        return price, _stated(broker, gr, unique, multiplier, n)
     mv = _floats(broker, "market_value", "broker")
     with np.errstate(divide="ignore", invalid="ignore"):
         if unique:
@@ -666,7 +808,26 @@ def _prices(broker: pd.DataFrame, gr: np.ndarray, unique: bool, quantity: np.nda
         multiplier[gr[ok]] = implied[ok]
     else:
         multiplier[ok] = implied[ok]
-    return price, multiplier
+    return price, _stated(broker, gr, unique, multiplier, n)
+
+
+def _stated(broker: pd.DataFrame, gr: np.ndarray, unique: bool, implied: np.ndarray, n: int
+            ) -> np.ndarray:
+    """The multiplier the broker states (its `multiplier` column, of the key's first row)
+    where it is a positive finite number, else `implied`."""
+    if "multiplier" not in broker.columns:
+        return implied
+    stated = _floats(broker, "multiplier", "broker")
+    if not np.isfinite(stated).any():  # stated nowhere (NaN in every row)
+        return implied
+    if unique:
+        per_key = np.full(n, np.nan)
+        per_key[gr] = stated
+    else:
+        per_key = np.append(stated, np.nan)[_first(gr, n)]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(per_key) & (per_key > 0)
+    return np.where(ok, per_key, implied)
 
 
 def _fmt(values: pd.Series) -> pd.Series:
@@ -713,136 +874,30 @@ def _order_notes(orders: pd.DataFrame, keys: np.ndarray) -> pd.Series:
     return pd.Series(text.to_numpy(dtype=object), index=keys)
 
 
-# -- the row-by-row reference ----------------------------------------------------------------
+def _broker_fill_notes(fills: pd.DataFrame, keys: np.ndarray, executed_at: np.ndarray,
+                       snapshot: np.ndarray) -> pd.Series:
+    """'broker fill F9 (buy 5 @ 101.2) of order O7 at 14:02:55, not yet in the book'."""
+    fill_id = pd.Series(_objects(fills, "fill_id"), dtype=object).fillna("?").astype(str)
+    side = fills["side"].astype(str).str.lower().reset_index(drop=True)
+    qty = _fmt(fills["quantity"].astype("float64").reset_index(drop=True))
+    px = _fmt(fills["price"].astype("float64").reset_index(drop=True)) \
+        if "price" in fills.columns else pd.Series("?", index=qty.index)
+    order_id = pd.Series(_objects(fills, "order_id"), dtype=object)
+    of = pd.Series(np.where(order_id.notna(), " of order " + order_id.fillna("").astype(str),
+                            ""), dtype=object)
+    text = ("broker fill " + fill_id + " (" + side + " " + qty + " @ " + px + ")" + of
+            + " at " + _times(executed_at, snapshot) + ", not yet in the book")
+    return pd.Series(text.to_numpy(dtype=object), index=keys)
 
-def reconcile_reference(book: pd.DataFrame, broker: pd.DataFrame, *,
-                        open_orders: pd.DataFrame | None = None,
-                        fills_after: pd.DataFrame | None = None,
-                        failed: Mapping[str, str] | None = None,
-                        tolerances: Mapping[str, Tolerance | float] | None = None
-                        ) -> pd.DataFrame:
-    """The same reconciliation row by row in plain Python (dicts keyed by tuples, and
-    loops); returns a frame with `COLUMNS` holding the same values as `reconcile`'s
-    (explanations included), with plain (not categorical) columns, rows in order of first
-    appearance. The yardstick for `reconcile` in tests and benchmarks; not for production."""
-    failed = dict(failed or {})
-    tol_map = _tolerances(tolerances)
 
-    def key(row: Any) -> tuple[str, str, str]:
-        account = row.account if isinstance(row.account, str) else ""
-        return (row.connection, account, row.instrument)
-
-    def num(value: Any) -> str:
-        return "?" if value is None or value != value else f"{float(value):g}"
-
-    def hms(when: Any) -> str:
-        return when.strftime("%H:%M:%S")
-
-    def known(when: Any) -> bool:
-        return when is not None and when == when
-
-    sides: list[dict[tuple, dict[str, Any]]] = [{}, {}]
-    # Symbol, asset class and currency: per (connection, instrument), its first book row's,
-    # else its first broker row's (the book is read first).
-    described: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-    for held, frame in zip(sides, (book, broker), strict=True):
-        for row in frame.itertuples(index=False):
-            entry = held.get(key(row))
-            if entry is None:
-                entry = held[key(row)] = {
-                    "quantity": 0.0, "symbol": getattr(row, "symbol", None),
-                    "asset_class": getattr(row, "asset_class", None),
-                    "currency": getattr(row, "currency", None),
-                    "price": getattr(row, "market_price", float("nan")),
-                    "value": 0.0, "as_of": getattr(row, "as_of", None)}
-                entry["symbol"], entry["asset_class"], entry["currency"] = described.setdefault(
-                    (row.connection, row.instrument),
-                    (entry["symbol"], entry["asset_class"], entry["currency"]))
-            elif known(when := getattr(row, "as_of", None)) and (
-                    not known(earliest := entry.get("earliest", entry["as_of"]))
-                    or when < earliest):
-                entry["earliest"] = when  # a repeated key: its earliest snapshot
-            q = float(row.quantity)
-            entry["quantity"] += 0.0 if q != q else q
-            mv = float(getattr(row, "market_value", 0.0))
-            entry["value"] += 0.0 if mv != mv else mv
-    held_book, held_broker = sides
-    earliest: dict[tuple[str, str], Any] = {}  # per (connection, account)
-    for (conn, acct, _), entry in held_broker.items():
-        if known(first := entry.get("earliest", entry["as_of"])):
-            prev = earliest.get((conn, acct))
-            earliest[(conn, acct)] = first if prev is None else min(prev, first)
-    explained: dict[tuple, float] = {}
-    why: dict[tuple, list[str]] = {}
-    for row in (fills_after.itertuples(index=False) if fills_after is not None else ()):
-        k = key(row)
-        snap = (held_broker.get(k) or {}).get("as_of") or earliest.get(k[:2])
-        when = getattr(row, "executed_at", None)
-        if known(snap) and known(when) and when <= snap:
-            continue  # already in the broker's snapshot
-        side = str(row.side).lower()
-        q = float(row.quantity)
-        explained[k] = explained.get(k, 0.0) - (1.0 if side == "buy" else -1.0) * (
-            0.0 if q != q else q)
-        fill_id = getattr(row, "fill_id", None)
-        at = "an unknown time" if not known(when) else hms(when) if known(snap) and \
-            when.date() == snap.date() else when.strftime("%Y-%m-%d %H:%M:%S")
-        why.setdefault(k, []).append(
-            f"fill {'?' if fill_id is None or fill_id != fill_id else fill_id} ({side} "
-            f"{num(row.quantity)} @ {num(getattr(row, 'price', None))}) at {at} after broker "
-            f"snapshot {hms(snap) if known(snap) else '(time unknown)'}")
-    for row in (open_orders.itertuples(index=False) if open_orders is not None else ()):
-        filled = float(row.filled_quantity)
-        if not filled > 0:
-            continue
-        k = key(row)
-        side = str(row.side).lower()
-        explained[k] = explained.get(k, 0.0) + (1.0 if side == "buy" else -1.0) * filled
-        order_id = getattr(row, "order_id", None)
-        avg = getattr(row, "avg_fill_price", None)
-        why.setdefault(k, []).append(
-            f"open order {'?' if order_id is None or order_id != order_id else order_id} "
-            f"({side} {num(getattr(row, 'quantity', None))}, {num(filled)} filled"
-            f"{'' if avg is None or avg != avg else ' @ ' + num(avg)}) executed at the "
-            f"broker, not yet in the book")
-
-    out = []
-    inf = float("inf")
-    for k in {**held_book, **held_broker}:
-        b, s = held_book.get(k), held_broker.get(k)
-        d = b or s
-        assert d is not None
-        book_q = b["quantity"] if b else None
-        broker_q = s["quantity"] if s else None
-        diff = (broker_q or 0.0) - (book_q or 0.0)
-        t = tol_map.get(d["asset_class"], FALLBACK_TOLERANCE)
-        tol = max(t.absolute, t.relative * max(abs(book_q or 0.0), abs(broker_q or 0.0))) \
-            if diff != 0 else 0.0
-        if k[0] in failed:
-            status = "UNKNOWN"
-            text = f"{k[0]} could not be read ({failed[k[0]]}): its positions are unknown, " \
-                   f"not flat"
-        elif abs(diff) <= tol:
-            status, text = "MATCH", ""
-        elif k in explained and abs(diff - explained[k]) <= tol:
-            status, text = "EXPLAINED", "; ".join(why[k])
-        else:
-            status = "UNKNOWN_TO_BOOK" if b is None else "MISSING_AT_BROKER" if s is None \
-                else "QUANTITY_BREAK"
-            text = "not closed by " + "; ".join(why[k]) if k in why else ""
-        price = s["price"] if s else float("nan")
-        mult = s["value"] / (broker_q * price) if s and broker_q and price else float("nan")
-        if not mult > 0 or mult == inf:  # not known: 1, but for a derivative
-            mult = float("nan") if d["asset_class"] in _DERIVATIVES else 1.0
-        unknown = status == "UNKNOWN"
-        out.append({"connection": k[0], "account": k[1], "instrument": k[2],
-                    "symbol": d["symbol"], "asset_class": d["asset_class"],
-                    "currency": d["currency"],
-                    "book_quantity": float("nan") if book_q is None else book_q,
-                    "broker_quantity": float("nan") if broker_q is None or unknown
-                    else broker_q,
-                    "quantity_diff": float("nan") if unknown else diff, "price": price,
-                    "value_diff": float("nan") if unknown else diff * price * mult,
-                    "status": status, "explanation": text})
-    floats = {c.name: "float64" for c in RECONCILIATION if c.kind == "float"}
-    return pd.DataFrame(out, columns=COLUMNS).astype(floats)
+def _action_notes(actions: pd.DataFrame, keys: np.ndarray, ratios: np.ndarray) -> pd.Series:
+    """'corporate action CA1 (split x4) reported by the broker, not yet in the book; cost
+    basis kept'."""
+    action_id = pd.Series(_objects(actions, "action_id"), dtype=object).fillna("?")\
+        .astype(str)
+    kind = pd.Series(_objects(actions, "kind"), dtype=object)
+    kind = pd.Series(np.where(kind.notna(), kind.fillna("").astype(str) + " ", ""),
+                     dtype=object)
+    text = ("corporate action " + action_id + " (" + kind + "x" + _fmt(pd.Series(ratios))
+            + ") reported by the broker, not yet in the book; cost basis kept")
+    return pd.Series(text.to_numpy(dtype=object), index=keys)

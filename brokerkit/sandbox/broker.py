@@ -11,8 +11,17 @@ listing), buying power. A client order id used twice in one account raises
 Buying power: a cash account may spend its settled cash in the order's currency (equity sale
 proceeds settle one business day later, crypto and FX the same day); a margin account has
 Reg-T-like buying power of 2 x (equity - initial margin) in its base currency, with initial
-margin 50% and maintenance 25% of the absolute market value of positions (100% for crypto).
+margin 50% of the absolute market value of positions (Reg T) and maintenance 25% of it long,
+30% (or $5.00 a share; under $5.00 a share, 100% or $2.50 a share) short for stocks (FINRA
+4210(c)), both from `brokerkit.venues.margin`; 100% for crypto.
 Open buy orders reserve what they may cost. FX trades move cash between the two currencies.
+
+Splits (`apply_split(symbol, ratio)`, a 4-for-1 is 4, a 1-for-10 reverse 0.1): every
+account's position quantity x ratio and average cost / ratio (the cost basis is kept), open
+orders adjusted as FINRA Rule 5330(a)(2) has a broker adjust them on the ex-date (see
+`_adjust_for_split`; a reverse split cancels them), and a `CorporateAction` record listed by
+`corporate_actions(accounts, since)`. The market's price is the market's (`sandbox.market`):
+this broker's books change, its quotes do not.
 
 Not thread-safe: the sandbox calls it from the runtime loop only (`brokerkit.runtime`).
 """
@@ -23,11 +32,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any, Literal
 
 from ..errors import BrokerkitError
 from ..model import AssetClass, OrderStatus, OrderType, Side, TimeInForce, to_decimal
+from ..venues import margin as rules
 from .faults import FaultInjector
 from .market import FeeSchedule, Fill, Listing, Market, MatchingEngine, Order, UnknownSymbol
 
@@ -35,6 +45,7 @@ __all__ = [
     "Account",
     "AccountType",
     "BalanceRow",
+    "CorporateAction",
     "DuplicateClientOrderId",
     "PaperBroker",
     "Position",
@@ -48,7 +59,9 @@ _D = Decimal
 _ZERO = _D(0)
 _INITIAL = {AssetClass.CRYPTO: _D(1), AssetClass.FUTURE: _D("0.06")}
 _MAINTENANCE = {AssetClass.CRYPTO: _D(1), AssetClass.FUTURE: _D("0.05")}
-_INITIAL_DEFAULT, _MAINTENANCE_DEFAULT = _D("0.5"), _D("0.25")
+_INITIAL_DEFAULT, _MAINTENANCE_DEFAULT = rules.REG_T_INITIAL, rules.LONG_MAINTENANCE
+_STOCKS = {AssetClass.EQUITY, AssetClass.ETF}  # FINRA 4210(c)'s short-stock minimums apply
+_SHARES = {AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND}  # what a split applies to
 _SIMULATED = {AssetClass.EQUITY, AssetClass.ETF, AssetClass.FUND, AssetClass.FX,
               AssetClass.CRYPTO, AssetClass.OPTION, AssetClass.FUTURE}
 
@@ -107,6 +120,22 @@ class Account:
 
 
 @dataclass(frozen=True)
+class CorporateAction:
+    """A split the broker applied: `ratio` new shares per old share of `instrument`, at
+    `effective_at` (the ex-date, `effective_date`, in the listing's market), to the positions
+    of `accounts` (those that held it then)."""
+
+    action_id: str
+    symbol: str
+    instrument: str
+    kind: Literal["split", "reverse_split"]
+    ratio: Decimal
+    effective_at: datetime
+    effective_date: date
+    accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BalanceRow:
     """One account and currency. Rows add up across currencies: a margin account's buying
     power sits on its base-currency row, a cash account's on each currency's row."""
@@ -153,6 +182,7 @@ class PaperBroker:
         self._orders: dict[str, Order] = {}
         self._by_client: dict[tuple[str, str], str] = {}
         self._fills: list[Fill] = []
+        self._actions: list[CorporateAction] = []
         self.engine.subscribe(self._on_fill)
 
     def __repr__(self) -> str:
@@ -200,6 +230,87 @@ class PaperBroker:
         pos = Position(listing, to_decimal(quantity, "quantity"), to_decimal(avg_cost, "avg_cost"))
         acct.positions[listing.key] = pos
         return pos
+
+    # -- corporate actions ----------------------------------------------------------------
+    def apply_split(self, symbol: str, ratio: Decimal | float | int | str, *,
+                    action_id: str | None = None) -> CorporateAction:
+        """Split `symbol` now: `ratio` new shares per old (4 for a 4-for-1, 0.1 for a 1-for-10
+        reverse). Every account's position: quantity x ratio, average cost / ratio (the cost
+        basis stays); open orders adjusted or, for a reverse split, canceled; returns the
+        recorded action. Raises `UnknownSymbol`, `InvalidIntent` for a ratio that is not a
+        number, and `ValueError` for a ratio that is not > 0 and != 1, a listing that is not
+        shares, or an `action_id` used before."""
+        listing = self.market.listing(symbol)
+        r = to_decimal(ratio, "ratio")
+        if not r > 0 or r == 1:
+            raise ValueError(f"split ratio must be a number > 0 other than 1 (new shares per "
+                             f"old: 4 for a 4-for-1, 0.1 for a 1-for-10 reverse), got {ratio!r}")
+        if listing.asset_class not in _SHARES:
+            raise ValueError(f"{listing.symbol} is {listing.asset_class.value}: only shares "
+                             f"({', '.join(sorted(a.value for a in _SHARES))}) split")
+        action_id = action_id or f"CA-{uuid.uuid4().hex[:12]}"
+        if any(a.action_id == action_id for a in self._actions):
+            raise ValueError(f"corporate action id {action_id!r} is already used at broker "
+                             f"{self.name!r}")
+        held = []
+        for acct in self._accounts.values():
+            pos = acct.positions.get(listing.key)
+            if pos is not None:
+                pos.quantity *= r
+                pos.avg_cost /= r
+                held.append(acct.account_id)
+        now = self.market.now()
+        kind: Literal["split", "reverse_split"] = "split" if r > 1 else "reverse_split"
+        for order in list(self._open_for(listing.key)):
+            self._adjust_for_split(order, listing, r, kind)
+        action = CorporateAction(action_id, listing.symbol, listing.key, kind, r, now,
+                                 self.market.trade_date(listing, now), tuple(held))
+        self._actions.append(action)
+        return action
+
+    def corporate_actions(self, accounts: Iterable[str] | None = None,
+                          since: datetime | None = None) -> list[CorporateAction]:
+        """The actions applied to a position of `accounts` (default all), oldest first; with
+        `since`, those effective at or after it."""
+        wanted = self._wanted(accounts)
+        return [a for a in self._actions if wanted.intersection(a.accounts)
+                and (since is None or a.effective_at >= since)]
+
+    def _open_for(self, key: str) -> Iterator[Order]:
+        return (o for o in self.engine.open_orders
+                if o.owner == self.name and o.key == key and o.status.is_open)
+
+    def _adjust_for_split(self, o: Order, li: Listing, r: Decimal, kind: str) -> None:
+        """An open order on the ex-date of a split, adjusted as FINRA Rule 5330(a) has a
+        member adjust it (source: https://www.finra.org/rules-guidance/rulebooks/finra-rules/5330;
+        the split clause, NASD Rule 3220(a)(2) before 2010: "the price of the order shall be
+        reduced by rounding the dollar value of the stock dividend or split to the next higher
+        minimum quotation variation ... and subtracting that amount from the price of the
+        order", the size multiplied by the ratio and rounded down): each price less
+        (price - price / ratio) rounded up to the tick, the unfilled size x ratio rounded down
+        to the listing's lot (the rule's round lot; the paper broker trades odd lots), a
+        notional amount left alone, what is filled left as filled. A reverse split cancels
+        the order (source: Investopedia Series 55 study guide, "Adjustments for Stock Splits":
+        "If a stock is subject to a reverse stock split all open orders will be canceled")."""
+        if kind == "reverse_split":
+            self.engine.cancel(o.order_id, f"canceled: {li.symbol} reverse split "
+                                           f"(1-for-{1 / r:g}); open orders are not adjusted")
+            return
+        for name in ("limit_price", "stop_price", "trail_price"):
+            price = getattr(o, name)
+            if price is not None:
+                cut = ((price - price / r) / li.tick).to_integral_value(ROUND_CEILING) * li.tick
+                setattr(o, name, max(li.tick, price - cut))
+        if o.water_mark is not None:
+            o.water_mark /= r
+        if o.quantity is not None:
+            rest = o.remaining * r
+            if not li.fractionable:
+                rest = (rest / li.lot_size).to_integral_value(ROUND_DOWN) * li.lot_size
+            o.quantity = o.filled_quantity + rest
+            if rest <= 0:
+                self.engine.cancel(o.order_id, f"canceled: nothing left to fill after the "
+                                               f"{li.symbol} split")
 
     # -- orders ---------------------------------------------------------------------------
     def submit(self, account_id: str, symbol: str, side: Side | str, *,
@@ -355,7 +466,9 @@ class PaperBroker:
                 if li.asset_class is AssetClass.FUTURE else mv
             if acct.type == "margin":
                 r["init"] += abs(mv) * _INITIAL.get(li.asset_class, _INITIAL_DEFAULT)
-                r["maint"] += abs(mv) * _MAINTENANCE.get(li.asset_class, _MAINTENANCE_DEFAULT)
+                r["maint"] += rules.stock_maintenance(pos.quantity, marks[key] * li.multiplier) \
+                    if li.asset_class in _STOCKS else \
+                    abs(mv) * _MAINTENANCE.get(li.asset_class, _MAINTENANCE_DEFAULT)
         return rows
 
     def buying_power(self, account_id: str, currency: str | None = None) -> Decimal:
@@ -443,8 +556,8 @@ class PaperBroker:
         if o.notional is not None:
             if not li.fractionable:
                 return f"{li.symbol} is not fractionable: notional orders are not accepted"
-            if o.order_type is not OrderType.MARKET:
-                return "notional orders must be market orders"
+            if o.order_type is OrderType.TRAILING_STOP:
+                return "notional orders cannot be trailing stop orders"
         else:
             assert o.quantity is not None
             if not li.fractionable and o.quantity != o.quantity.to_integral_value():

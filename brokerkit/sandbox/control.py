@@ -10,6 +10,11 @@ POST /v1/faults          {"broker": "paper", "endpoint": "submit", "latency_ms":
 POST /v1/clock/advance   {"seconds": 60} -> {"time", "fills"} (open orders are matched)
 =======================  =====================================================================
 
+`POST /v1/corporate_actions` `{"broker": "paper", "symbol": "AAPL", "ratio": 4}` splits the
+symbol at that broker now (`PaperBroker.apply_split`: 4 is a 4-for-1, 0.1 a 1-for-10 reverse;
+optional "action_id") -> `{"broker", "action": {action_id, symbol, instrument, kind, ratio,
+effective_at, effective_date, accounts}}`.
+
 Errors answer `{"error": message}` with status 400 (bad input) or 404 (unknown name).
 Runs on the brokerkit runtime loop; aiohttp is imported only when the server starts.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidIntent
 from .http import LoopbackServer, listen
 from .market import UnknownSymbol
 
@@ -148,6 +154,35 @@ def make_app(sandbox: Sandbox) -> web.Application:
         fills = sum(len(b.process()) for b in sandbox.brokers.values())
         return web.json_response({"time": now.isoformat(), "fills": fills})
 
+    async def corporate_actions(request: web.Request) -> web.Response:
+        data = await body(request)
+        unknown = sorted(set(data) - {"broker", "symbol", "ratio", "action_id"})
+        if unknown:
+            raise _BadRequest(f"unknown field {unknown[0]!r}; fields: broker, symbol, ratio, "
+                              f"action_id")
+        name, symbol = data.get("broker", "paper"), data.get("symbol")
+        action_id = data.get("action_id")
+        for what, value in (("broker", name), ("symbol", symbol)):
+            if not isinstance(value, str) or not value:
+                raise _BadRequest(f"{what} {value!r} must be a non-empty string")
+        if action_id is not None and (not isinstance(action_id, str) or not action_id):
+            raise _BadRequest(f"action_id {action_id!r} must be a non-empty string")
+        ratio = data.get("ratio")
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float | str):
+            raise _BadRequest(f"ratio {ratio!r} must be a number (new shares per old)")
+        broker = brokers(name)[0]
+        broker.process()  # fills due before the split trade at the old terms
+        try:
+            action = broker.apply_split(symbol, ratio, action_id=action_id)
+        except (InvalidIntent, ValueError) as exc:
+            raise _BadRequest(str(exc)) from None
+        return web.json_response({"broker": broker.name, "action": {
+            "action_id": action.action_id, "symbol": action.symbol,
+            "instrument": action.instrument, "kind": action.kind, "ratio": str(action.ratio),
+            "effective_at": action.effective_at.isoformat(),
+            "effective_date": action.effective_date.isoformat(),
+            "accounts": list(action.accounts)}})
+
     app = web.Application(middlewares=[errors])
     app.router.add_get("/health", health)
     app.router.add_get("/v1/quotes", quotes)
@@ -155,6 +190,7 @@ def make_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/v1/accounts", accounts)
     app.router.add_post("/v1/faults", faults)
     app.router.add_post("/v1/clock/advance", advance)
+    app.router.add_post("/v1/corporate_actions", corporate_actions)
     return app
 
 

@@ -9,6 +9,8 @@ the demo accounts on first use, so a test can take a fresh one on the same serve
     GET    .../positions?accounts=A,B                {"positions": [...], "as_of"}
     GET    .../orders?accounts=&status=&after=&limit= {"orders": [...], "next": id | null}
     GET    .../fills?accounts=&since=                {"fills": [...]}
+    GET    .../corporate_actions?accounts=&since=    {"corporate_actions": [...]}: one row per
+                                                     split and account whose position it changed
     GET    .../quotes?symbols=AAPL,BTC/USD           {"quotes": [...]}
     GET    .../instruments?symbols=AAPL              {"instruments": [...]}
     GET    .../clock?symbol=AAPL                     {"symbol", "is_open", "time"}
@@ -24,7 +26,8 @@ ISO dates. Errors answer `{"error": message}`: 400 bad input (also an unknown ac
 404 an unknown order, client order id or symbol, 409 a client order id used before.
 
 Faults (`broker.faults`) apply per route, by endpoint name: connect, accounts, balances,
-positions, orders, fills, quotes, instruments, clock, submit, cancel, lookup. An injected
+positions, orders, fills, corporate_actions, quotes, instruments, clock, submit, cancel,
+lookup. An injected
 error answers its status; a timeout holds the answer `timeout_s`, then answers 504;
 `drop_after_accept` on submit places the order and closes the socket without an answer; a late
 accept on submit (`accept_late_next`, `accept_late_rate`) holds the order `accept_late_s`, then
@@ -43,7 +46,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..errors import InvalidIntent
-from .broker import DuplicateClientOrderId, PaperBroker, UnknownAccount, UnknownOrder
+from .broker import (
+    CorporateAction,
+    DuplicateClientOrderId,
+    PaperBroker,
+    UnknownAccount,
+    UnknownOrder,
+)
 from .faults import InjectedFault, LateOrders
 from .http import LoopbackServer, iso_time, listen
 from .market import Fill, Listing, Order, UnknownSymbol
@@ -113,6 +122,14 @@ def _fill(f: Fill, broker: PaperBroker) -> dict[str, Any]:
             "fee": _num(f.fee), "fee_currency": f.fee_currency, "currency": f.currency,
             "executed_at": _time(f.executed_at), "trade_date": _day(f.trade_date),
             "settle_date": _day(f.settle_date)}
+
+
+def _actions(a: CorporateAction, accounts: list[str]) -> list[dict[str, Any]]:
+    """One row per account of `accounts` whose position the action changed."""
+    return [{"action_id": a.action_id, "account": acct, "instrument": a.instrument,
+             "symbol": a.symbol, "kind": a.kind, "ratio": _num(a.ratio),
+             "effective_at": _time(a.effective_at), "effective_date": _day(a.effective_date)}
+            for acct in a.accounts if acct in accounts]
 
 
 def _instrument(li: Listing) -> dict[str, Any]:
@@ -268,6 +285,15 @@ async def fills(request: web.Request) -> web.Response:
     broker = _broker(request)
     found = broker.fills(_accounts(request, broker), iso_time(request, "since", _Refused))
     return web.json_response({"fills": [_fill(f, broker) for f in found]})
+
+
+@routes.get(BASE + "/corporate_actions", name="corporate_actions")
+async def corporate_actions(request: web.Request) -> web.Response:
+    broker = _broker(request)
+    wanted = _accounts(request, broker)
+    found = broker.corporate_actions(wanted, iso_time(request, "since", _Refused))
+    return web.json_response({"corporate_actions": [row for a in found
+                                                    for row in _actions(a, wanted)]})
 
 
 @routes.get(BASE + "/quotes", name="quotes")

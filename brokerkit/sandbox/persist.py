@@ -1,13 +1,14 @@
 """The sandbox's state on disk: accounts, orders, fills and the clock survive a restart.
 
-`dump(sandbox)` pickles what the brokers hold (every `PaperBroker` with its accounts, orders
-and fills, the matching engine's open orders, the TWS gateway's order and execution books,
-the clock); `load_into(sandbox, data)` puts it back into a freshly made `Sandbox` of the same
-seed. The market itself is not stored: it is rebuilt from the seed, and listings are stored
-by key, so a restored order trades the same instrument as before. The sandbox's own types are
-stored through the pickler's `dispatch_table`, so everything else pickles at C speed (about
-0.15 s for 3,000 orders with Python hooks on every object; see `_dispatch`). What only lives while a
-server runs (fault settings, listeners of connected sessions) starts afresh.
+`dump(sandbox)` pickles what the brokers hold (every `PaperBroker` with its accounts, orders,
+fills and corporate actions, the matching engine's open orders, the TWS gateway's order and
+execution books, the clock); `load_into(sandbox, data)` puts it back into a freshly made
+`Sandbox` of the same seed. The market itself is not stored: it is rebuilt from the seed, and
+listings are stored by key, so a restored order trades the same instrument as before. The
+sandbox's own types are stored through the pickler's `dispatch_table`, so everything else
+pickles at C speed (about 0.15 s for 3,000 orders with Python hooks on every object; see
+`_dispatch`). What only lives while a server runs (fault settings, listeners of connected
+sessions) starts afresh.
 
 The file is written whole and renamed into place (`write_atomic`), so a crash leaves the
 previous snapshot, never half of one. It is a private file of the user's own sandbox; a
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "IncompatibleState", "dump", "load_into", "write_atomic"]
 
 #: Bumped whenever what is pickled changes shape; an older snapshot is refused, not misread.
-FORMAT = 1
+#: 2: a `PaperBroker` holds its corporate actions (`_actions`).
+FORMAT = 2
 
 
 class IncompatibleState(BrokerkitError):

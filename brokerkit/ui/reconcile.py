@@ -2,8 +2,8 @@
 
 Shows the newest stored run (refreshed live from the book), lets a permitted user run a new one,
 and "sync selected": after an explicit confirmation with a reason, the broker's quantity is
-adopted into the book for the selected rows (UNKNOWN rows are never synced), audited under the
-acting user.
+adopted into the book for the selected rows (UNKNOWN and CURRENCY_BREAK rows are never synced),
+audited under the acting user.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["STATUS_COLORS", "ReconciliationView", "highlight"]
 #: Background colour of each class (MATCH rows stay plain).
 STATUS_COLORS = {
     "QUANTITY_BREAK": "#f8d7da", "MISSING_AT_BROKER": "#ffe5cc", "UNKNOWN_TO_BOOK": "#fff3cd",
-    "EXPLAINED": "#d1ecf1", "UNKNOWN": "#e2e3e5", "MATCH": "",
+    "EXPLAINED": "#d1ecf1", "UNKNOWN": "#e2e3e5", "CURRENCY_BREAK": "#e8d5f5", "MATCH": "",
 }
 ROW_COLUMNS = ["connection", "account", "instrument", "book_quantity", "broker_quantity",
                "quantity_diff", "value_diff", "status", "explanation"]
@@ -132,7 +132,7 @@ class ReconciliationView(LiveView):
             self._message.object = "Select the rows to sync first."
             return
         self._prompt.object = (f"**Adopt the broker's quantity for {len(picked)} row(s) into "
-                               f"the book?** UNKNOWN rows are skipped.")
+                               f"the book?** UNKNOWN and CURRENCY_BREAK rows are skipped.")
         self._confirm_row.visible = True
 
     async def _on_confirm(self, _: Any) -> None:

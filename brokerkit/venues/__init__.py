@@ -12,8 +12,15 @@ mappings (no I/O, no SDKs), every fact with a `# source:` comment beside it:
 `crypto`            ccxt exchanges' request budgets: `rateLimit` and per-call costs
                     (Kraken, Coinbase Advanced Trade, Binance.US)
 `tradestation`      TradeStation API v3's request limit
-`settlement`        settlement cycles per market with their history (US T+3 / T+2 / T+1,
-                    Canada, EU, UK, Japan, Hong Kong, FX spot, crypto and futures)
+`settlement`        settlement cycles per market with their history and the calendars they
+                    count on: US equities on NYSE and Federal Reserve days, options,
+                    Treasuries and mutual funds, SIFMA bond days, TARGET2 for Xetra, each
+                    currency's banking days for FX spot (the USD rule); where trade dates
+                    roll (FX 17:00 New York, CME 17:00 Chicago); UNKNOWN for the rest
+`margin`            Reg T initial margin, FINRA 4210 maintenance (25% long, 30% short),
+                    uncovered short options, the stand-in for a future's initial margin
+`symbols`           share-class spellings (BRK.B, BRK B, BRK/B, BRK-B) as one key
+`currencies`        the ISO 4217 currency codes
 `hours`             regular sessions per exchange (local open, close, lunch break) with the
                     exchange_calendars name
 `base`              the shapes shared by the modules (`RateLimit`)
@@ -27,4 +34,5 @@ only `brokerkit.model`; import a module by name (`from brokerkit.venues import a
 
 from __future__ import annotations
 
-__all__ = ["alpaca", "base", "crypto", "hours", "ibkr", "settlement", "tradestation"]
+__all__ = ["alpaca", "base", "crypto", "currencies", "hours", "ibkr", "margin", "settlement",
+           "symbols", "tradestation"]

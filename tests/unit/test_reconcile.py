@@ -12,7 +12,7 @@ import pytest
 from brokerkit import frames
 from brokerkit.errors import SchemaError
 from brokerkit.post_trade import COLUMNS, reconcile
-from brokerkit.post_trade.reconcile import Tolerance
+from brokerkit.post_trade.reconcile import UNEXPLAINED, Tolerance
 
 SNAPSHOT = datetime(2026, 11, 20, 14, 3, 0, tzinfo=UTC)
 
@@ -179,3 +179,91 @@ def test_bad_input_names_the_frame_and_the_column():
 
 
 # "Vectorized == row by row" on random frames, every column: test_reconcile_equivalence.py
+
+
+# -- issue 14: share classes, currencies, value tolerance, multipliers, broker-side events ----
+
+@pytest.mark.parametrize("spelling", ["BRK B", "BRK/B", "BRK-B", "BRK.B"])
+def test_share_class_spellings_of_one_instrument_are_one_key(spelling):
+    """Berkshire Hathaway class B is `BRK.B` (NASDAQ integrated platform), `BRK/B` (CQS,
+    Bloomberg), `BRK B` (CMS, IBKR) and `BRK-B` (Yahoo). Sources: nasdaqtrader.com "Ticker
+    Symbol Convention" (Trader.aspx?id=CQSSymbolConvention); IBKR Knowledge Base on the
+    symbol conventions for Berkshire Hathaway Class B shares (ibkr.info)."""
+    b = book(("c", "A", "STK:BRK.B", 10, "equity"))
+    out = reconcile(b, broker(("c", "A", f"STK:{spelling}", 10, "equity")))
+    assert len(out) == 1 and row(out, "STK:BRK.B")["status"] == "MATCH"
+
+
+def test_a_currency_mismatch_on_the_same_key_is_a_currency_break_even_when_quantities_agree():
+    """Ten shares priced in EUR are not ten shares priced in USD: the book and the broker
+    disagree about what the instrument is (issue 14, "Reconciliation")."""
+    b = book(("c", "A", "STK:X", 10, "equity"))
+    b["currency"] = "EUR"
+    out = row(reconcile(b, broker(("c", "A", "STK:X", 10, "equity"))))
+    assert out["status"] == "CURRENCY_BREAK" and np.isnan(out["value_diff"])
+    assert out["explanation"] == "currency differs: book EUR, broker USD"
+    assert "CURRENCY_BREAK" in UNEXPLAINED
+
+
+def test_a_difference_worth_less_than_the_value_tolerance_matches():
+    b = book(("c", "A", "CRYPTO:BTC/USD", 1.0, "crypto"))
+    r = broker(("c", "A", "CRYPTO:BTC/USD", 1.001, "crypto"), price=5.0)  # worth 0.005
+    assert row(reconcile(b, r), "CRYPTO:BTC/USD")["status"] == "QUANTITY_BREAK"
+    loose = {"crypto": Tolerance(value=0.01)}
+    assert row(reconcile(b, r, tolerances=loose), "CRYPTO:BTC/USD")["status"] == "MATCH"
+    tight = {"crypto": Tolerance(value=0.001)}
+    assert row(reconcile(b, r, tolerances=tight), "CRYPTO:BTC/USD")["status"] \
+        == "QUANTITY_BREAK"
+    with pytest.raises(ValueError, match="value"):
+        Tolerance(value=-1)
+
+
+def test_an_option_the_broker_does_not_hold_is_valued_at_100_shares_a_contract():
+    """A standard US equity option covers 100 shares (OCC, "Characteristics and Risks of
+    Standardized Options"; Cboe contract specifications)."""
+    out = row(reconcile(book(("c", "A", "OPT:X", 2, "option")), broker(),
+                        prices={"OPT:X": 1.5}), "OPT:X")
+    assert out["status"] == "MISSING_AT_BROKER" and out["value_diff"] == -2 * 1.5 * 100
+
+
+def test_a_future_is_valued_with_the_multiplier_the_broker_states():
+    """E-mini S&P 500 futures are $50 x the index (CME Group, E-mini S&P 500 contract
+    specifications); a future with no stated multiplier has no value_diff, never x1."""
+    es = frames.make(frames.POSITIONS, [{
+        "connection": "c", "account": "A", "instrument": "FUT:ESZ6", "asset_class": "future",
+        "quantity": 3, "market_price": 6000.0, "multiplier": 50.0, "as_of": SNAPSHOT}])
+    out = row(reconcile(book(("c", "A", "FUT:ESZ6", 2, "future")), es), "FUT:ESZ6")
+    assert out["value_diff"] == 1 * 6000.0 * 50
+    out = row(reconcile(book(("c", "A", "FUT:ESZ6", 2, "future")), broker(),
+                        prices={"FUT:ESZ6": 6000.0}), "FUT:ESZ6")
+    assert np.isnan(out["value_diff"])
+
+
+def test_a_broker_fill_of_a_completed_order_not_yet_in_the_book_is_explained_with_the_fill():
+    done = frames.make(frames.FILLS, [{**fill("E42", "buy", 5, SNAPSHOT.replace(minute=1),
+                                              price=99.5), "order_id": "O7"}])
+    out = row(reconcile(book(("c", "A", "STK:X", 10, "equity")),
+                        broker(("c", "A", "STK:X", 15, "equity")), broker_fills=done))
+    assert out["status"] == "EXPLAINED"
+    assert out["explanation"] == ("broker fill E42 (buy 5 @ 99.5) of order O7 at 14:01:00, "
+                                  "not yet in the book")
+    later = frames.make(frames.FILLS, [fill("E43", "buy", 5, SNAPSHOT.replace(minute=9))])
+    assert row(reconcile(book(("c", "A", "STK:X", 10, "equity")),
+                         broker(("c", "A", "STK:X", 15, "equity")),
+                         broker_fills=later))["status"] == "QUANTITY_BREAK"
+
+
+def test_a_split_reported_by_the_broker_explains_the_difference_and_keeps_the_cost_basis():
+    """Apple's 4-for-1 split (shareholders of record 2020-08-24, trading split-adjusted
+    from 2020-08-31; Apple press release, 2020-07-30): 10 shares become 40."""
+    split = pd.DataFrame([{"connection": "c", "account": "A", "instrument": "STK:X",
+                           "ratio": 4.0, "kind": "split", "action_id": "CA1"}])
+    b = book(("c", "A", "STK:X", 10, "equity"))
+    out = row(reconcile(b, broker(("c", "A", "STK:X", 40, "equity")), corporate_actions=split))
+    assert out["status"] == "EXPLAINED"
+    assert out["explanation"] == ("corporate action CA1 (split x4) reported by the broker, not "
+                                  "yet in the book; cost basis kept")
+    assert row(reconcile(b, broker(("c", "A", "STK:X", 41, "equity")),
+                         corporate_actions=split))["status"] == "QUANTITY_BREAK"
+    with pytest.raises(SchemaError, match="ratio"):
+        reconcile(b, broker(), corporate_actions=split.assign(ratio=0.0))

@@ -67,7 +67,9 @@ def numbering(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 _CONN = st.sampled_from(["c1", "c2", "c3"])
 _ACCT = st.sampled_from(["A", "B", None])
-_INST = st.sampled_from(["STK:X", "STK:Y", "CRYPTO:BTC/USD", "OPT:Z", "FUT:ES"])
+# Share-class spellings of one key (venues.symbols) are among them: they must join.
+_INST = st.sampled_from(["STK:X", "STK:Y", "CRYPTO:BTC/USD", "OPT:Z", "FUT:ES", "STK:BRK.B",
+                         "STK:BRK B", "STK:BRK/B", "STK:BRK-B"])
 _KEY = st.tuples(_CONN, _ACCT, _INST)
 _QTY = st.sampled_from([0.0, 1.0, 2.5, 1e-9, 3e-7, 10.0, -4.0, 100.0, float("nan")])
 _CLASS = st.sampled_from(["equity", "crypto", "option", "future", "fx", "etf", "other", None])
@@ -80,14 +82,19 @@ _WHEN = st.sampled_from([SNAPSHOT, SNAPSHOT - timedelta(minutes=3), SNAPSHOT + t
 _FILL_AT = st.sampled_from([SNAPSHOT + timedelta(seconds=30), SNAPSHOT - timedelta(seconds=30),
                             SNAPSHOT + timedelta(days=1, seconds=5), None])
 
+_STATED = st.sampled_from([None, 50.0, float("nan")])  # the broker's multiplier column
 _BOOK_ROW = st.tuples(_KEY, _QTY, _CLASS, _SYMBOL, _CCY)
-_BROKER_ROW = st.tuples(_KEY, _QTY, _CLASS, _SYMBOL, _CCY, _PRICE, _MULT, _WHEN)
+_BROKER_ROW = st.tuples(_KEY, _QTY, _CLASS, _SYMBOL, _CCY, _PRICE, _MULT, _WHEN, _STATED)
 _FILL_ROW = st.tuples(_KEY, st.sampled_from(["buy", "sell", "BUY"]), _QTY, _FILL_AT,
                       st.sampled_from([101.25, float("nan")]), st.booleans())
 _ORDER_ROW = st.tuples(_KEY, st.sampled_from(["buy", "sell"]), _QTY,
                        st.sampled_from([10.0, float("nan")]), st.sampled_from([10.5, None]))
 _TOLERANCES = st.sampled_from([None, {"crypto": 1e-5}, {"equity": Tolerance(relative=0.1)},
-                               {"option": 0.5, "other": 1.0}])
+                               {"option": 0.5, "other": 1.0},
+                               {"equity": Tolerance(value=15.0), "option": Tolerance(value=250.0),
+                                "crypto": Tolerance(1e-9, value=20.0)}])
+_ACTION_ROW = st.tuples(_KEY, st.sampled_from([2.0, 4.0, 0.5, 0.1]),
+                        st.sampled_from(["split", None]), st.booleans())
 
 
 def book_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -100,20 +107,25 @@ def book_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def broker_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Like an adapter's: a POSITIONS frame."""
+    """Like an adapter's: a POSITIONS frame (a row may leave out the stated multiplier)."""
     return frames.make(frames.POSITIONS, [
         {"connection": c, "account": a, "instrument": i, "symbol": sym, "asset_class": ac,
          "quantity": q, "market_price": px, "market_value": q * px * mult, "currency": ccy,
-         "as_of": when} for (c, a, i), q, ac, sym, ccy, px, mult, when in rows])
+         "as_of": when, "multiplier": stated}
+        for (c, a, i), q, ac, sym, ccy, px, mult, when, *more in rows
+        for stated in [more[0] if more else None]])
 
 
 @settings(max_examples=200, deadline=None)
 @given(book_rows=st.lists(_BOOK_ROW, max_size=12), broker_rows=st.lists(_BROKER_ROW, max_size=12),
        fill_rows=st.lists(_FILL_ROW, max_size=5), order_rows=st.lists(_ORDER_ROW, max_size=4),
+       at_broker_rows=st.lists(_FILL_ROW, max_size=4),
+       action_rows=st.lists(_ACTION_ROW, max_size=3),
        down=st.sets(_CONN, max_size=2), down_rows_kept=st.booleans(), tolerances=_TOLERANCES)
 def test_vectorized_equals_row_by_row(numbering: str, book_rows: list[tuple],
                                       broker_rows: list[tuple], fill_rows: list[tuple],
-                                      order_rows: list[tuple], down: set[str],
+                                      order_rows: list[tuple], at_broker_rows: list[tuple],
+                                      action_rows: list[tuple], down: set[str],
                                       down_rows_kept: bool, tolerances: Any) -> None:
     b = book_frame(book_rows)
     r = broker_frame([x for x in broker_rows if down_rows_kept or x[0][0] not in down])
@@ -125,8 +137,19 @@ def test_vectorized_equals_row_by_row(numbering: str, book_rows: list[tuple],
         {"connection": c, "account": a, "instrument": i, "order_id": f"O{n}", "side": side,
          "quantity": qty, "filled_quantity": filled, "avg_fill_price": avg}
         for n, ((c, a, i), side, filled, qty, avg) in enumerate(order_rows)])
-    assert_same(b, r, fills_after=fills, open_orders=orders,
-                failed={c: f"{c} timed out" for c in down}, tolerances=tolerances)
+    at_broker = frames.make(frames.FILLS, [
+        {"connection": c, "account": a, "instrument": i, "side": side, "quantity": q,
+         "fill_id": f"B{n}" if named else None, "order_id": f"O{n}" if named else None,
+         "price": px, "executed_at": at}
+        for n, ((c, a, i), side, q, at, px, named) in enumerate(at_broker_rows)])
+    actions = pd.DataFrame(
+        [{"connection": c, "account": a, "instrument": i, "ratio": ratio, "kind": kind,
+          "action_id": f"CA{n}" if named else None}
+         for n, ((c, a, i), ratio, kind, named) in enumerate(action_rows)],
+        columns=["connection", "account", "instrument", "ratio", "kind", "action_id"])
+    assert_same(b, r, fills_after=fills, open_orders=orders, broker_fills=at_broker,
+                corporate_actions=actions, failed={c: f"{c} timed out" for c in down},
+                tolerances=tolerances)
 
 
 @settings(max_examples=60, deadline=None)

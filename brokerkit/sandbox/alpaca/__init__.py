@@ -25,6 +25,8 @@ GET    /v2/assets[/{symbol_or_id}]     us_equity and crypto assets              
 GET    /v2/clock, /v2/calendar         the sandbox market's clock, weekday sessions `market_data`
 GET    /v2/stocks/quotes/latest        also trades/latest and /v2/stocks/{symbol}/  `market_data`
 GET    /v1beta3/crypto/us/latest/...   quotes and trades (anonymous allowed)        `market_data`
+GET    /v1/corporate-actions           forward and reverse splits the broker        `corporate_`
+                                       applied (`PaperBroker.apply_split`)          `actions`
 =====================================  ========================================================
 
 Each module holds a `web.RouteTableDef`; `middleware` has what every route passes through
@@ -40,11 +42,11 @@ limit, no headers); refused requests do not count.
 Faults come from the broker's shared `FaultInjector` (`broker.faults`, also set through the
 control server with `{"broker": "alpaca", ...}`), by endpoint name: balances (account),
 positions, orders (list), lookup (get one, by client id), submit, cancel, fills (activities),
-instruments (assets), clock (clock, calendar), quotes (market data). An injected error answers
-its status; a timeout hangs `timeout_s` then answers 504; `drop_after_accept` on submit places
-the order and closes the socket without an answer; `accept_late_next` / `accept_late_rate` hold
-a submit `accept_late_s` before the broker places it, even after the client gave up (the answer
-goes to a client still waiting).
+instruments (assets), clock (clock, calendar), quotes (market data), corporate_actions. An
+injected error answers its status; a timeout hangs `timeout_s` then answers 504;
+`drop_after_accept` on submit places the order and closes the socket without an answer;
+`accept_late_next` / `accept_late_rate` hold a submit `accept_late_s` before the broker places
+it, even after the client gave up (the answer goes to a client still waiting).
 
 The order rules come from `brokerkit.venues.alpaca` and are enforced by `rules`, never by
 importing the Alpaca adapter.

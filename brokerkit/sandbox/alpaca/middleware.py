@@ -38,7 +38,8 @@ def serve_late_orders(app: web.Application) -> None:
 
 
 def _bucket_of(path: str) -> str:
-    return "data" if path.startswith(("/v2/stocks", "/v1beta3/")) else "trading"
+    return "data" if path.startswith(("/v2/stocks", "/v1beta3/", "/v1/corporate-actions")) \
+        else "trading"
 
 
 def _authorized(request: web.Request, keys: tuple[str, str]) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..http import listen
-from . import account, market_data, orders
+from . import account, corporate_actions, market_data, orders
 from .middleware import faults, gate, serve_late_orders
 from .state import ACCOUNT, DEMO_KEY_ID, DEMO_SECRET_KEY, STATE, AlpacaServer, AppState
 
@@ -23,7 +23,7 @@ def make_app(server: AlpacaServer, *, key_id: str, secret_key: str) -> web.Appli
     app = web.Application(middlewares=[gate, faults])
     app[STATE] = AppState(server, key_id, secret_key)
     serve_late_orders(app)
-    for table in (account.routes, orders.routes, market_data.routes):
+    for table in (account.routes, orders.routes, market_data.routes, corporate_actions.routes):
         app.router.add_routes(table)
     return app
 
