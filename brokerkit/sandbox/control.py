@@ -10,10 +10,11 @@ POST /v1/faults          {"broker": "paper", "endpoint": "submit", "latency_ms":
 POST /v1/clock/advance   {"seconds": 60} -> {"time", "fills"} (open orders are matched)
 =======================  =====================================================================
 
-`POST /v1/corporate_actions` `{"broker": "paper", "symbol": "AAPL", "ratio": 4}` splits the
-symbol at that broker now (`PaperBroker.apply_split`: 4 is a 4-for-1, 0.1 a 1-for-10 reverse;
-optional "action_id") -> `{"broker", "action": {action_id, symbol, instrument, kind, ratio,
-effective_at, effective_date, accounts}}`.
+`POST /v1/corporate_actions` `{"symbol": "AAPL", "ratio": 4}` splits the symbol now, as an
+issuer's split reaches everyone: every broker's positions and open orders, and the market's
+price (`Sandbox.apply_split`: 4 is a 4-for-1, 0.1 a 1-for-10 reverse; optional "action_id")
+-> `{"broker", "action": {action_id, symbol, instrument, kind, ratio, effective_at,
+effective_date, accounts}}`, the action as recorded at "broker" (default "paper").
 
 Errors answer `{"error": message}` with status 400 (bad input) or 404 (unknown name).
 Runs on the brokerkit runtime loop; aiohttp is imported only when the server starts.
@@ -171,9 +172,8 @@ def make_app(sandbox: Sandbox) -> web.Application:
         if isinstance(ratio, bool) or not isinstance(ratio, int | float | str):
             raise _BadRequest(f"ratio {ratio!r} must be a number (new shares per old)")
         broker = brokers(name)[0]
-        broker.process()  # fills due before the split trade at the old terms
-        try:
-            action = broker.apply_split(symbol, ratio, action_id=action_id)
+        try:  # an issuer's split: every broker of the sandbox, and the market's price
+            action = sandbox.apply_split(symbol, ratio, action_id=action_id)[broker.name]
         except (InvalidIntent, ValueError) as exc:
             raise _BadRequest(str(exc)) from None
         return web.json_response({"broker": broker.name, "action": {

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .. import runtime
-from .broker import AccountType, PaperBroker
+from .broker import AccountType, CorporateAction, PaperBroker
 from .market import Clock, ClockMode, Market, MatchingEngine
 
 __all__ = [
@@ -126,6 +128,24 @@ class Sandbox(runtime.Bridged):
                         broker.set_position(acct.account_id, symbol, repr(qty), repr(cost))
             self._brokers[name] = broker
         return broker
+
+    def apply_split(self, symbol: str, ratio: Decimal | float | int | str, *,
+                    action_id: str | None = None) -> dict[str, CorporateAction]:
+        """Split `symbol` across the sandbox, as an issuer's split reaches every broker: each
+        broker's positions and open orders (`PaperBroker.apply_split`, under one action id)
+        and the market's price from now on. Fills due before it trade at the old terms.
+        Returns each broker's recorded action by broker name; the errors of
+        `PaperBroker.apply_split`, with nothing changed."""
+        brokers = self.brokers or {DEFAULT_BROKER: self.broker()}
+        for b in brokers.values():
+            b.process()
+        action_id = action_id or f"CA-{uuid.uuid4().hex[:12]}"
+        first, *rest = brokers.values()
+        done = {first.name: first.apply_split(symbol, ratio, action_id=action_id)}  # checks
+        for b in rest:
+            done[b.name] = b.apply_split(symbol, ratio, action_id=action_id)
+        self.market.split(symbol, done[first.name].ratio)
+        return done
 
     def restore_brokers(self, engine: MatchingEngine, brokers: Mapping[str, PaperBroker]
                         ) -> None:

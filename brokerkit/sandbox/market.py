@@ -337,6 +337,8 @@ class Market:
             self._by_symbol.setdefault(listing.symbol, []).append(listing)
         self._hash = {k: self._key_hash(k) for k in self._by_key}
         self._cache: dict[int, dict[str, float]] = {}
+        #: key -> price factor from the splits applied (0.25 after a 4-for-1)
+        self.split_factors: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"<Market seed={self.seed} listings={len(self._by_key)} {self.clock_mode} " \
@@ -396,9 +398,18 @@ class Market:
             keys = np.array([self._hash[li.key] for li in todo], dtype=np.uint64)
             w = _bridge(keys, step)
             scale = math.sqrt(self.step_seconds / SECONDS_PER_YEAR)
+            factors = self.split_factors
             for li, wi in zip(todo, w, strict=True):
-                cache[li.key] = li.price * math.exp(li.volatility * scale * float(wi))
+                cache[li.key] = li.price * math.exp(li.volatility * scale * float(wi)) \
+                    * factors.get(li.key, 1.0)
         return [cache[li.key] for li in listings]
+
+    def split(self, symbol: str | Instrument | Listing, ratio: Decimal) -> None:
+        """Its price divided by `ratio` from now on (new shares per old: a 4-for-1 quarters
+        it); the brokers' positions and orders are `Sandbox.apply_split`'s business."""
+        key = self.listing(symbol).key
+        self.split_factors[key] = self.split_factors.get(key, 1.0) / float(ratio)
+        self._cache = {}
 
     def price(self, symbol: str | Instrument | Listing, at: datetime | None = None) -> float:
         """The mid price of `symbol` at `at` (default now), unrounded."""

@@ -111,6 +111,7 @@ def dump(sandbox: Sandbox) -> bytes:
 
     brokers = sandbox.brokers
     state = {"format": FORMAT, "seed": sandbox.seed, "clock": sandbox.market.clock,
+             "splits": dict(sandbox.market.split_factors),
              "engine": sandbox.engine, "brokers": brokers,
              "tws": {name: tws for name, tws in tws_states(brokers.values()).items()}}
     buf = io.BytesIO()
@@ -139,6 +140,7 @@ def load_into(sandbox: Sandbox, data: bytes) -> None:
         raise IncompatibleState(f"the sandbox state is of seed {state['seed']}, not "
                                 f"{sandbox.seed}; `brokerkit sandbox reset` starts over")
     sandbox.market.clock = state["clock"]
+    sandbox.market.split_factors = dict(state.get("splits", {}))
     sandbox.restore_brokers(state["engine"], state["brokers"])
     for name, tws in state["tws"].items():
         adopt_tws_state(sandbox.broker(name), tws)

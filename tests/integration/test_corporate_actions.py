@@ -193,9 +193,13 @@ def test_a_split_survives_a_sandbox_restart_and_the_adapter_still_reads_it(fresh
     from brokerkit.sandbox.demo import Sandbox
     from brokerkit.sandbox.persist import dump, load_into
 
-    action = fresh_sandbox.broker(broker).apply_split("AAPL", 4, action_id="AAPL-2020")
+    fresh_sandbox.broker(broker)
+    action = fresh_sandbox.apply_split("AAPL", 4, action_id="AAPL-2020")[broker]
     restored = Sandbox(fresh_sandbox.seed)
     load_into(restored, dump(fresh_sandbox))
+    assert restored.market.price("AAPL") == pytest.approx(fresh_sandbox.market.price("AAPL"),
+                                                          rel=1e-3)
+    assert restored.market.split_factors == {"STK:AAPL": 0.25}
     url = restored.start_servers()["paper"]["url"]
     adapter = PaperAdapter(ConnectionConfig("p", "paper", options={"url": url,
                                                                    "broker": broker}))
@@ -283,3 +287,27 @@ def test_a_split_at_alpaca_is_explained_in_a_reconciliation_run(alpaca_connectio
         assert run.unexplained == 0, run.breaks
     finally:
         svc.close()
+
+
+def test_a_split_is_the_issuers_the_market_price_and_every_brokers_positions_split(
+        fresh_sandbox, paper_url, broker):
+    """An issuer's 4-for-1 (Apple, 2020-08-31) reaches every account everywhere, and the
+    stock trades at a quarter of its price: market value is unchanged by the split."""
+    other = fresh_sandbox.broker(f"{broker}-other")
+    mine = fresh_sandbox.broker(broker)
+    def aapl(b: Any) -> Any:
+        (row,) = [p for p in b.positions(["DEMO-MARGIN-1"]) if p.listing.key == "STK:AAPL"]
+        return row
+
+    price = fresh_sandbox.market.price("AAPL")
+    before = {b.name: aapl(b) for b in (mine, other)}
+    status, _ = control(fresh_sandbox, "/v1/corporate_actions",
+                        {"broker": broker, "symbol": "AAPL", "ratio": 4})
+    assert status == 200
+    assert fresh_sandbox.market.price("AAPL") == pytest.approx(price / 4)
+    for b in (mine, other):
+        after, was = aapl(b), before[b.name]
+        assert after.quantity == was.quantity * 4
+        assert after.avg_cost == pytest.approx(was.avg_cost / 4)
+        assert after.market_value == pytest.approx(was.market_value, rel=0.01)
+        assert [a.ratio for a in b.corporate_actions()] == [4]
