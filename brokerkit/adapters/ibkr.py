@@ -710,9 +710,14 @@ class IBKRAdapter(Adapter):
                       .replace(tzinfo=UTC))
 
     async def fills_async(self, since: datetime | None = None) -> pd.DataFrame:
-        """Every execution seen on this connection (kept across reconnects, re-requested
-        after each), with commissions, oldest first; at or after `since` if given."""
+        """Every execution seen on this connection (kept across reconnects), with
+        commissions, oldest first; at or after `since` if given. The day's executions are
+        asked for on every call: TWS sends a client the executions of its own orders only,
+        so an order placed before a reconnect (under another client id) that fills after it
+        is seen only by asking."""
         ib = await self._connected()
+        for fill in await self._ask(ib.reqExecutionsAsync(), "executions"):
+            self._keep(fill)
         for fill in ib.fills():
             self._keep(fill)
         fills = sorted(self._fills.values(), key=lambda f: f.execution.time)

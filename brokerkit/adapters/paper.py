@@ -266,9 +266,10 @@ class PaperAdapter(Adapter):
     # -- trading --------------------------------------------------------------------------
     async def submit_async(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
         """Place `intent` with `client_order_id`; a broker refusal comes back REJECTED with
-        its reason. Raises `SubmitUncertain` when the answer is lost (timeout, dropped
-        connection, 5xx) and `AdapterError` when the server refuses the request (e.g. a
-        client order id used before)."""
+        its reason, and so does a request the server refuses (a 4xx: an invalid order, its
+        request limit pushing back with 429). Raises `SubmitUncertain` when the answer is
+        lost (timeout, dropped connection, 5xx) and `AdapterError` when the client order id
+        was used before (409: the order is looked up)."""
         if not self.capabilities.trading:
             raise self._read_only("submit")
         account = intent.account or (self._accounts[0] if self._accounts else None)
@@ -289,8 +290,11 @@ class PaperAdapter(Adapter):
             raise SubmitUncertain(self.name, client_order_id, str(exc)) from exc
         if status >= 500:
             raise SubmitUncertain(self.name, client_order_id, self._error(status, data))
-        if status not in (200, 201):
+        if status == 409:  # an order with this client order id exists: lookup shows it
             raise AdapterError(self.name, self._error(status, data))
+        if status not in (200, 201):  # refused before it was placed (429: pushback)
+            return BrokerOrder(order_id="", client_order_id=client_order_id, account=account,
+                               status=OrderStatus.REJECTED, reason=self._error(status, data))
         return self._broker_order(data["order"])
 
     async def cancel_async(self, order_id: str) -> BrokerOrder:

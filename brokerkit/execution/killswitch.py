@@ -18,6 +18,15 @@ pages; `cancel_all_async`, the broker's cancel-all call where it has one). The `
 says per connection what was cancelled, what is still open and why, or that the connection
 could not be reached; `report.complete` is True only when nothing meant to be cancelled is
 left open or unknown. One connection failing never stops the others' cancels.
+
+Every change commits holding the send gate (`sendgate`): it waits for the sends in progress
+on this machine, and an order journaled under the old state but not yet sent is refused, so
+no order reaches a broker after the change commits. A process on another machine sharing a
+PostgreSQL book is outside the gate, so the sweep also waits, up to `IN_FLIGHT_WAIT` seconds,
+for the broker's answer to every order the journal shows being sent (JOURNALED, SENT or
+UNCERTAIN, touched in the last `IN_FLIGHT_WAIT` seconds; older ones are recovery's), then
+cancels again at their connections; one still unanswered by then is reported as possibly live
+(`failed`, by client order id), so `complete` is False.
 """
 
 from __future__ import annotations
@@ -27,13 +36,14 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..adapters.base import cancel_listed
 from ..errors import AdapterError
 from ..service import _describe
+from .sendgate import SendGate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +58,9 @@ __all__ = ["ENV_VAR", "ConnectionCancels", "HaltReport", "KillSwitch", "StateVie
 ENV_VAR = "SYSTEM_HALTED"
 #: Seconds a broker has, after the cancels, to stop listing the cancelled orders as open.
 SETTLE_S = 5.0
+#: Seconds a halt or reduce-only waits for the answers to orders being sent when it changed
+#: the state (longer than a submit may take: `submit.SUBMIT_TIMEOUT`).
+IN_FLIGHT_WAIT = 20.0
 _TRUE = {"1", "true", "yes", "on"}
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 
@@ -169,8 +182,14 @@ class KillSwitch(runtime.Bridged):
     async def _set(self, state: str, reason: str, actor: str | None) -> StateView:
         if not reason or not reason.strip():
             raise ValueError("a reason is required for every trading state change")
-        new = await asyncio.to_thread(self.book.set_trading_state, state, reason.strip(), actor)
+        new = await asyncio.to_thread(self._change, state, reason.strip(), actor)
         return StateView.of(new)
+
+    def _change(self, state: str, reason: str, actor: str | None) -> Any:
+        """Commit the change holding the send gate: no order journaled under the old state
+        is sent after it (`sendgate`)."""
+        with SendGate.for_book(self.book).changing():
+            return self.book.set_trading_state(state, reason, actor)
 
     async def halt_async(self, reason: str, *, cancel_open: bool = True,
                          actor: str | None = None) -> HaltReport:
@@ -221,9 +240,45 @@ class KillSwitch(runtime.Bridged):
         `select` None) or those `select` picks from the open orders and positions."""
         svc = self.brokerage
         assert svc is not None
+        since = report.state.changed_at or datetime.now(UTC)
+        in_flight = await self._in_flight(since)
         done = await asyncio.gather(*(self._sweep_one(svc, n, select)
                                       for n in svc.connections))
         report.connections = {c.connection: c for c in done}
+        if not in_flight:
+            return
+        left = await self._answered(in_flight)
+        again = await asyncio.gather(*(self._sweep_one(svc, n, select)
+                                       for n in sorted(set(in_flight.values()))
+                                       if n in report.connections))
+        for later in again:
+            report.connections[later.connection] = _merged(
+                report.connections[later.connection], later)
+        for coid, name in left.items():
+            if name in report.connections:
+                report.connections[name].failed[coid] = \
+                    f"sent before the change and not answered within {IN_FLIGHT_WAIT:g} s: " \
+                    f"it may be live (look it up by client order id {coid})"
+
+    async def _in_flight(self, changed_at: datetime) -> dict[str, str]:
+        """Client order id -> connection of the orders being sent when the state changed."""
+        since = _utc(changed_at) - timedelta(seconds=IN_FLIGHT_WAIT)
+        rows = await asyncio.to_thread(self.book.unresolved_orders)
+        return {r["client_order_id"]: r["connection"] for r in rows
+                if r["connection"] and _utc(r["updated_at"] or r["created_at"]) >= since}
+
+    async def _answered(self, in_flight: dict[str, str]) -> dict[str, str]:
+        """Wait up to IN_FLIGHT_WAIT for the orders of `in_flight` to be answered (their
+        processes record the broker's answer, or recovery does); those still unanswered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IN_FLIGHT_WAIT
+        left = dict(in_flight)
+        while left and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            open_ = {r["client_order_id"]
+                     for r in await asyncio.to_thread(self.book.unresolved_orders)}
+            left = {c: n for c, n in left.items() if c in open_}
+        return left
 
     async def _sweep_one(self, svc: BrokerageService, name: str, select: _Select | None
                          ) -> ConnectionCancels:
@@ -260,6 +315,21 @@ class KillSwitch(runtime.Bridged):
 
 
 _Select = Callable[["pd.DataFrame", "pd.DataFrame | None"], set[str]]
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _merged(first: ConnectionCancels, later: ConnectionCancels) -> ConnectionCancels:
+    """A connection's cancels over two sweeps: what either cancelled, and what the later one
+    (after the orders in flight were answered) still found open or could not reach."""
+    done = {o["order_id"] for o in first.canceled}
+    return ConnectionCancels(
+        first.connection,
+        canceled=first.canceled + [o for o in later.canceled if o["order_id"] not in done],
+        kept=later.kept, failed=dict(later.failed), error=later.error,
+        skipped=later.skipped or first.skipped)
 
 
 async def _positions(adapter: Adapter) -> pd.DataFrame | None:

@@ -53,6 +53,7 @@ from .ratelimit import RateLimiter, limiter_for
 from .recovery import RECOVER_MIN_AGE, Recovery
 from .risk import DuplicateDetector
 from .routing import RoutingTable
+from .sendgate import SendGate, TradingStateChanged
 from .submit import Submission, Submitter, uncertain_reason
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class ExecutionService(runtime.Bridged):
                                   self._feed, self._duplicates, self._limiter)
         self._fills = FillSync(self._feed, brokerage, self._pipeline.trading_connections)
         self._submitter = Submitter(self._journal.queue, brokerage.note_trading)
+        self._gate = SendGate.for_book(book)
         self._recovery = Recovery(self._journal, brokerage, self._found)
         _live.add(self)
         loop = runtime.get_loop()
@@ -263,6 +265,7 @@ class ExecutionService(runtime.Bridged):
         from ..book import DuplicateClientOrderId, TradingBlocked
 
         coid, sent, row = order.journal_row()
+        generation = self._gate.generation()  # before the journal reads the trading state
         try:
             await self._journal.journal(row, order.guard())
         except (TradingBlocked, DuplicateClientOrderId) as exc:
@@ -279,8 +282,15 @@ class ExecutionService(runtime.Bridged):
         self._duplicates.remember(order.fingerprint)
         # The journal row is committed (JOURNALED): from here the broker may have the order,
         # and recovery finds it by client order id.
-        sub = await self._submitter.submit(order.adapter, sent, coid,
-                                           lambda s, ack: self._acknowledged(order, s, ack))
+        try:
+            sub = await self._submitter.submit(
+                order.adapter, sent, coid, lambda s, ack: self._acknowledged(order, s, ack),
+                gate=self._gate.sending(generation))
+        except TradingStateChanged as exc:  # a halt (or any change) committed meanwhile
+            v = Violation("TRADING_STATE_CHANGED", str(exc))
+            await self._db(self.book.update_order, coid, status="REJECTED",
+                           reason=v.message, violations=[v.to_dict()])
+            return order.refused((v,), coid)
         if sub.ack is not None:
             return order.answer(sub.ack)
         return OrderResult(OrderStatus.UNCERTAIN,
@@ -419,6 +429,10 @@ def get_execution_service() -> ExecutionService:
     global _service
     with _lock:
         if _service is None:
+            if runtime.in_runtime():  # it works, but stalls every connection meanwhile
+                log.warning("the execution service is being built on brokerkit's runtime "
+                            "loop (opening the book blocks every connection meanwhile): "
+                            "call get_execution_service() from your own thread first")
             _service = ExecutionService()
         return _service
 

@@ -27,6 +27,7 @@ it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -146,25 +147,32 @@ class Submitter:
         self._health = health
 
     async def submit(self, adapter: Adapter, sent: OrderIntent, coid: str,
-                     acknowledged: Callable[[Submission, BrokerOrder], None]) -> Submission:
+                     acknowledged: Callable[[Submission, BrokerOrder], None],
+                     gate: contextlib.AbstractAsyncContextManager[Any] | None = None
+                     ) -> Submission:
         """Send the journaled order once and follow it to ACKNOWLEDGED, REJECTED or
         UNCERTAIN (after up to ANSWER_WITHIN seconds of lookups); `acknowledged(submission,
         answer)` records the broker's answer. A caller that stops waiting (a cancelled task)
-        leaves the row SENT: recovery looks it up."""
+        leaves the row SENT: recovery looks it up. `gate` is held around the send itself (not
+        the lookups): the send gate, whose refusal (`TradingStateChanged`) is raised before
+        anything is sent or journaled as sent."""
         sub = Submission(coid, adapter.name, acknowledged=acknowledged)
-        sub.sent_at = datetime.now(UTC)
-        sub.state = SubmitState.SENT
-        self._journal(coid, {"status": "SENT", "sent_at": sub.sent_at})
-        try:
-            async with asyncio.timeout(SUBMIT_TIMEOUT):  # no extra task, unlike wait_for
-                ack = await adapter.submit_async(sent, coid)
-        except TimeoutError:
-            why = f"no answer within {SUBMIT_TIMEOUT:g} s"
-        except Exception as exc:  # SubmitUncertain, a dropped connection, any other error
-            why = str(exc) or type(exc).__name__
-        else:
-            self._answered(sub, ack)
-            return sub
+        async with contextlib.AsyncExitStack() as held:
+            if gate is not None:
+                await held.enter_async_context(gate)
+            sub.sent_at = datetime.now(UTC)
+            sub.state = SubmitState.SENT
+            self._journal(coid, {"status": "SENT", "sent_at": sub.sent_at})
+            try:
+                async with asyncio.timeout(SUBMIT_TIMEOUT):  # no extra task, unlike wait_for
+                    ack = await adapter.submit_async(sent, coid)
+            except TimeoutError:
+                why = f"no answer within {SUBMIT_TIMEOUT:g} s"
+            except Exception as exc:  # SubmitUncertain, a dropped connection, any other error
+                why = str(exc) or type(exc).__name__
+            else:
+                self._answered(sub, ack)
+                return sub
         return await self._uncertain(sub, adapter, why)
 
     def _answered(self, sub: Submission, ack: BrokerOrder) -> None:

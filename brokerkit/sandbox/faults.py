@@ -8,10 +8,15 @@ A `FaultInjector` holds settings per endpoint name ("balances", "submit", "conne
     faults.set("submit", error_next=2)            # the next two submits fail
     faults.set("submit", drop_after_accept=True)  # place the order, then lose the answer
     faults.set("submit", accept_late_next=1, accept_late_s=15)  # place it 15 s late
+    faults.set("submit", error_rate=0.04, rate_limit_rate=0.04, timeout_rate=0.04,
+               drop_rate=0.04, accept_late_rate=0.04)  # a fifth of submits, every kind
     await faults.apply("submit")                  # sleeps / raises as configured
 
 Errors raise `InjectedFault` (carrying an HTTP-like `status`, so REST servers can answer with
-it); a timeout sleeps `timeout_s` and raises `TimeoutError`. Random rates are seeded.
+it); a timeout sleeps `timeout_s` and raises `TimeoutError`. Random rates are seeded, each
+kind from its own generator (`error_rate` 5xx answers, `rate_limit_rate` 429 answers,
+`timeout_rate` timeouts, `drop_rate` lost answers, `accept_late_rate` late accepts), so
+setting one kind never changes which calls another kind hits.
 
 A late accept (`take_late`) is a broker that receives an order `accept_late_s` after it was
 sent (a proxy held it): until then a lookup by client order id finds nothing, then the order is
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
@@ -34,7 +40,7 @@ __all__ = ["FaultInjector", "FaultSettings", "InjectedFault", "LateOrders"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-_RATES = ("error_rate", "accept_late_rate")
+_RATES = ("error_rate", "rate_limit_rate", "timeout_rate", "drop_rate", "accept_late_rate")
 
 
 class InjectedFault(BrokerkitError):
@@ -54,9 +60,12 @@ class FaultSettings:
     error_rate: float = 0.0  # then fail this fraction of calls (seeded)
     error_status: int = 500
     error_message: str = "service unavailable"
+    rate_limit_rate: float = 0.0  # this fraction of calls answered 429 (seeded)
     timeout: bool = False  # hang for timeout_s, then raise TimeoutError
+    timeout_rate: float = 0.0  # this fraction of calls hang for timeout_s (seeded)
     timeout_s: float = 30.0
     drop_after_accept: bool | int = False  # True: every submit; N: the next N submits
+    drop_rate: float = 0.0  # then this fraction of accepted submits lose their answer
     accept_late_next: int = 0  # place the next N submits accept_late_s late
     accept_late_rate: float = 0.0  # then this fraction of submits (seeded)
     accept_late_s: float = 15.0  # how long a late submit is held before the broker places it
@@ -99,8 +108,13 @@ class FaultInjector:
     def __init__(self, settings: Mapping[str, Mapping[str, Any]] | None = None, *,
                  seed: int = 0) -> None:
         self._rules: dict[str, dict[str, Any]] = {}
+        #: how many faults were injected, per (endpoint, kind); kinds: "error", "rate_limit",
+        #: "timeout", "drop", "accept_late" (tests print them as their figures)
+        self.hits: Counter[tuple[str, str]] = Counter()
         self._rng = random.Random(seed)
-        self._late_rng = random.Random(f"accept_late:{seed}")  # errors' draws stay as they were
+        # one generator per kind: errors' draws stay as they were whatever else is set
+        self._kind_rng = {kind: random.Random(f"{kind}:{seed}")
+                          for kind in ("accept_late", "rate_limit", "timeout", "drop")}
         for endpoint, values in (settings or {}).items():
             if not isinstance(values, Mapping):
                 raise ValueError(f"faults for endpoint {endpoint!r} must be a table of "
@@ -143,28 +157,58 @@ class FaultInjector:
         s = self.settings(endpoint)
         if s.latency_ms:
             await asyncio.sleep(s.latency_ms / 1000)
-        if s.timeout:
+        kind = self.take_fault(endpoint)
+        if kind == "timeout":
             await asyncio.sleep(s.timeout_s)
             raise TimeoutError(f"{endpoint}: injected timeout after {s.timeout_s:g} s")
-        if s.error_next:
+        if kind == "error":
+            raise InjectedFault(endpoint, s.error_message, s.error_status)
+        if kind == "rate_limit":
+            raise InjectedFault(endpoint, "too many requests", 429)
+
+    def take_fault(self, endpoint: str) -> str | None:
+        """The fault this call of `endpoint` meets before it is handled: "timeout", "error"
+        (a 5xx), "rate_limit" (a 429), or None; consumes a counted one and counts it in
+        `hits` (`apply` acts on it; a server without HTTP statuses, such as the TWS gateway,
+        acts on it in its own terms)."""
+        s = self.settings(endpoint)
+        kind: str | None = None
+        if s.timeout or (s.timeout_rate and self._draw("timeout", s.timeout_rate)):
+            kind = "timeout"
+        elif s.error_next:
             rule = self._rule_with(endpoint, "error_next")
             assert rule is not None
             rule["error_next"] -= 1
-            raise InjectedFault(endpoint, s.error_message, s.error_status)
-        if s.error_rate and self._rng.random() < s.error_rate:
-            raise InjectedFault(endpoint, s.error_message, s.error_status)
+            kind = "error"
+        elif s.error_rate and self._rng.random() < s.error_rate:
+            kind = "error"
+        elif s.rate_limit_rate and self._draw("rate_limit", s.rate_limit_rate):
+            kind = "rate_limit"
+        if kind is not None:
+            self.hits[(endpoint, kind)] += 1
+        return kind
+
+    def _draw(self, kind: str, rate: float) -> bool:
+        """A seeded draw of `kind`'s own generator: True for a fraction `rate` of calls."""
+        return self._kind_rng[kind].random() < rate
+
+    def hit(self, endpoint: str, kind: str) -> bool:
+        """Count one injected fault of `kind` at `endpoint` (also for a server that injects
+        it itself); True."""
+        self.hits[(endpoint, kind)] += 1
+        return True
 
     def take_drop(self, endpoint: str = "submit") -> bool:
         """True when this accepted request's answer must be lost (consumes a counted drop)."""
         s = self.settings(endpoint)
         if s.drop_after_accept is True:
-            return True
+            return self.hit(endpoint, "drop")
         if s.drop_after_accept:
             rule = self._rule_with(endpoint, "drop_after_accept")
             assert rule is not None
             rule["drop_after_accept"] -= 1
-            return True
-        return False
+            return self.hit(endpoint, "drop")
+        return bool(s.drop_rate) and self._draw("drop", s.drop_rate) and self.hit(endpoint, "drop")
 
     def take_late(self, endpoint: str = "submit") -> float | None:
         """The seconds this request must be held before the broker places it (a late
@@ -175,8 +219,10 @@ class FaultInjector:
             rule = self._rule_with(endpoint, "accept_late_next")
             assert rule is not None
             rule["accept_late_next"] -= 1
+            self.hits[(endpoint, "accept_late")] += 1
             return s.accept_late_s
-        if s.accept_late_rate and self._late_rng.random() < s.accept_late_rate:
+        if s.accept_late_rate and self._draw("accept_late", s.accept_late_rate):
+            self.hits[(endpoint, "accept_late")] += 1
             return s.accept_late_s
         return None
 

@@ -11,6 +11,11 @@ Settings that live in the sandbox broker's shared `FaultInjector` (so the contro
   books it and answers openOrder/orderStatus to the session if it is still connected; a
   session that reconnects with the same clientId finds the order (open orders, completed
   orders, executions). An order held when the gateway closes is never placed;
+- endpoint "submit", `timeout_rate`, `error_rate` and `rate_limit_rate` (seeded fractions
+  of new orders), in TWS's terms: a timeout swallows the placeOrder (never answered, never
+  placed), an error drops the client's socket before the order is booked (never placed), a
+  rate limit answers the pacing error 100 (reqId -1; shared/reference/tws-protocol.md, 7.3)
+  and discards the order (the sandbox's worst case: the client hears nothing about it);
 - endpoint "tws" (or "*"), `latency_ms`: delay before each request is handled.
 
 Gateway-only switches (`server.faults`): `connectivity_lost()` / `connectivity_restored()`
@@ -69,6 +74,11 @@ class GatewayFaults:
         they arrive."""
         extra = {} if delay_s is None else {"accept_late_s": delay_s}
         self._injector.set("submit", accept_late_next=count, **extra)
+
+    def take_order_fault(self) -> str | None:
+        """The fault a new order meets before it is booked: "timeout", "error",
+        "rate_limit" or None (see the module docstring)."""
+        return self._injector.take_fault("submit")
 
     def take_late(self) -> float | None:
         """The delay of this new order's placing (a late accept), or None for now."""

@@ -391,6 +391,15 @@ class Session:
                          fields[-req.leftover:])
         ids = self.state.max_order_id
         if not req.what_if and req.order_id > ids.get(self.client_id, 0):  # a new order
+            fault = self.gw.faults.take_order_fault()
+            if fault == "rate_limit":  # paced out: the order is discarded
+                self.error(-1, 100, "Max rate of messages per second has been exceeded.")
+                return
+            if fault == "error":  # the connection fails before the order is booked
+                self.abort()
+                return
+            if fault == "timeout":  # swallowed: never answered, never placed
+                return
             late = self.gw.faults.take_late()
             if late is not None:  # a late accept: processed then, session or not
                 ids[self.client_id] = req.order_id  # taken now: nextValidId passes it
