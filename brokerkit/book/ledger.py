@@ -32,6 +32,35 @@ from .state import write_audit
 
 __all__ = ["Ledger", "apply_fill"]
 
+#: Journal statuses a fill moves on: an order the broker accepted (or whose answer is not in
+#: yet) is PARTIALLY_FILLED or FILLED by its fills; a final one (CANCELED, EXPIRED...) keeps
+#: its status and only counts what filled before it ended.
+_FILLABLE = ("JOURNALED", "SENT", "UNCERTAIN", "PENDING", "ACCEPTED", "PARTIALLY_FILLED")
+
+
+def _fill_orders(conn: Connection, coids: set[str], now: datetime) -> None:
+    """The journal rows of `coids` brought up to their recorded fills: filled quantity,
+    average price and, while working, PARTIALLY_FILLED or FILLED (the broker's first answer
+    may precede its fills: an IBKR market order is ACCEPTED, then filled)."""
+    if not coids:
+        return
+    f, o = t.fills.c, t.orders.c
+    totals = conn.execute(
+        sa.select(f.client_order_id, sa.func.sum(f.quantity),
+                  sa.func.sum(f.quantity * f.price))
+        .where(f.client_order_id.in_(sorted(coids))).group_by(f.client_order_id)).all()
+    for coid, filled, value in totals:
+        row = conn.execute(sa.select(o.quantity, o.status, o.filled_quantity)
+                           .where(o.client_order_id == coid)).first()
+        if row is None or filled is None or filled <= (row.filled_quantity or 0):
+            continue
+        values: dict[str, Any] = {"filled_quantity": filled,
+                                  "avg_fill_price": value / filled, "updated_at": now}
+        if row.status in _FILLABLE and row.quantity is not None:  # a notional order: its
+            values["status"] = "FILLED" if filled >= row.quantity \
+                else "PARTIALLY_FILLED"                           # broker's answer says
+        conn.execute(t.orders.update().where(o.client_order_id == coid).values(values))
+
 
 def apply_fill(quantity: Decimal, avg_cost: Decimal | None, signed_fill: Decimal,
                price: Decimal) -> tuple[Decimal, Decimal | None]:
@@ -103,6 +132,8 @@ class Ledger(BookBase):
             if new:
                 conn.execute(t.fills.insert(), [dict.fromkeys(_FILL_COLUMNS) | v for v in new])
                 self._apply_fills(conn, new, now)
+                _fill_orders(conn, {v["client_order_id"] for v in new if v["client_order_id"]},
+                             now)
         return len(new)
 
     @staticmethod

@@ -647,3 +647,24 @@ def test_correct_positions_touches_only_the_given_instruments_and_audits(book):
     assert (audits["action"] == "correct_position").sum() == 2
     with pytest.raises(ValueError, match="reason"):
         book.correct_positions([], "tester", " ")
+
+
+def test_an_order_answered_before_its_fills_is_filled_by_them_and_a_canceled_one_keeps_its_status(
+        book):
+    """A broker may answer ACCEPTED before it fills (an IBKR market order): the journal row
+    follows its recorded fills to PARTIALLY_FILLED and FILLED; a CANCELED order counts what
+    filled before it ended but stays CANCELED."""
+    book.journal_order(order("c1"))
+    book.record_ack("c1", status="ACCEPTED", broker_order_id="o1")
+    book.record_fills([fill("f1", "buy", 4, 100.0, 1)])
+    row = book.get_order("c1")
+    assert (row["status"], float(row["filled_quantity"])) == ("PARTIALLY_FILLED", 4.0)
+    book.record_fills([fill("f2", "buy", 6, 110.0, 2)])
+    row = book.get_order("c1")
+    assert (row["status"], float(row["filled_quantity"])) == ("FILLED", 10.0)
+    assert float(row["avg_fill_price"]) == pytest.approx(106.0)
+    book.journal_order(order("c2"))
+    book.record_ack("c2", status="CANCELED", broker_order_id="o2")
+    book.record_fills([fill("f3", "buy", 3, 100.0, 3, client_order_id="c2", order_id="o2")])
+    row = book.get_order("c2")
+    assert (row["status"], float(row["filled_quantity"])) == ("CANCELED", 3.0)
