@@ -259,12 +259,23 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    from .errors import UnknownConnection
     from .post_trade.runs import Reconciler
 
+    if args.adopt and args.sync:
+        raise BrokerkitError("give --adopt or --sync, not both")
+    if (args.adopt or args.sync) and not args.reason:
+        raise BrokerkitError("--reason is required to change the book")
     rec = Reconciler()
+    known = rec.brokerage.connections
+    for name in [*(args.connection or ()), *([args.adopt] if args.adopt else [])]:
+        if name not in known:
+            raise UnknownConnection(name, known)
+    if args.sync and rec.book.reconciliation_rows(args.sync).empty:
+        runs = rec.book.reconciliation_runs(limit=3)["run_id"].tolist()
+        raise BrokerkitError(f"no reconciliation run {args.sync!r} (or it has no rows); "
+                             f"latest runs: {', '.join(runs) or 'none yet'}")
     if args.adopt or args.sync:
-        if not args.reason:
-            raise BrokerkitError("--reason is required to change the book")
         n = rec.adopt(args.adopt, reason=args.reason) if args.adopt \
             else rec.sync(args.sync, reason=args.reason)
         out.write(f"corrected {n} book position(s)\n")
@@ -281,7 +292,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
             _table(run.breaks, ["connection", "account", "instrument", "book_quantity",
                                 "broker_quantity", "quantity_diff", "status", "explanation"],
                    out)
-    return 1 if run.unexplained else 0
+    return 1 if run.unexplained or run.failed else 0
 
 
 def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
@@ -332,6 +343,14 @@ def cmd_sandbox(args: argparse.Namespace, out: IO[str]) -> int:
 # -- parser --------------------------------------------------------------------------------
 
 
+def _reason(text: str) -> str:
+    """A `--reason`: recorded with who and when, so it must say something."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must say why (it is recorded with who and when); "
+                                         "got an empty reason")
+    return text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brokerkit", description="See and act on accounts at "
                                 "many brokers. With no configuration, runs on the sandbox.")
@@ -356,18 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     ssub.add_parser("delete", help="remove a secret").add_argument("name")
 
     sp = sub.add_parser("halt", help="stop all new orders everywhere (the kill switch)")
-    sp.add_argument("--reason", required=True, help="why: recorded with who and when")
+    sp.add_argument("--reason", required=True, type=_reason,
+                    help="why: recorded with who and when")
     sp.add_argument("--no-cancel-open", dest="cancel_open", action="store_false",
                     help="leave open orders working (default: cancel them)")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("reduce-only", help="only orders that reduce a position pass")
-    sp.add_argument("--reason", required=True)
+    sp.add_argument("--reason", required=True, type=_reason)
     sp.add_argument("--no-cancel-open", dest="cancel_open", action="store_false",
                     help="leave open orders that would grow a position working (default: "
                          "cancel them)")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("resume", help="back to ACTIVE trading")
-    sp.add_argument("--reason", required=True)
+    sp.add_argument("--reason", required=True, type=_reason)
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("state", help="the trading state in force")
     sp.add_argument("--json", action="store_true")
@@ -380,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="open the book of CONNECTION from the broker's positions")
     sp.add_argument("--sync", metavar="RUN_ID",
                     help="adopt the broker's view for the unexplained breaks of a run")
-    sp.add_argument("--reason", help="why the book changes (recorded in the audit log)")
+    sp.add_argument("--reason", type=_reason,
+                    help="why the book changes (recorded in the audit log)")
 
     sp = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
     from .serve import add_arguments as serve_arguments
@@ -433,11 +454,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
 }
 
 
+#: Commands that act on the configuration (every one but `secrets`, which manages the store
+#: the configuration names and must work while the file is being fixed).
+_READS_CONFIG = frozenset(COMMANDS) - {"secrets"}
+
+
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     try:
+        if args.command in _READS_CONFIG:
+            from .config import load_settings
+
+            load_settings()  # checked once, at start: a bad file stops before anything runs
         return COMMANDS[args.command](args, out)
     except ConfigError as exc:
         sys.stderr.write(f"brokerkit: configuration error: {exc}\n")

@@ -109,6 +109,12 @@ class ConnectionConfig:
     enabled: bool = True
     account_profiles: Mapping[str, AccountProfile] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # built in code as well as from a file: a value where a secret's name belongs must
+        # not live on in this object's repr, `status` or the dashboard
+        for opt, ref in self.secrets.items():
+            _secret_ref(_Reader(None), f"connections.{self.name}.secrets.{opt}", ref)
+
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
 
@@ -164,12 +170,26 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     data: dict[str, Any] = {}
     if file is not None:
         try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
+            data = tomllib.loads(_text_of(file))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=str(file)) from None
         except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+            raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(file)) from None
     return _parse(data, str(file) if file else None, file)
+
+
+def _text_of(file: Path) -> str:
+    """The file's text; a ConfigError naming the file, line, column and byte offset of the
+    first byte that is not UTF-8 (TOML files are UTF-8: https://toml.io/en/v1.0.0#spec)."""
+    raw = file.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                          f"(line {line}, column {column}) {exc.reason}; TOML files must be "
+                          f"UTF-8 (save it as UTF-8)", file=str(file)) from None
 
 
 class _Reader:
@@ -259,6 +279,37 @@ def _accounts(r: _Reader, body: Mapping[str, Any], key: str
     return tuple(ids), profiles
 
 
+#: Options that hold credentials: their values belong in the secret store, named in `secrets`.
+_SECRET_OPTION = re.compile(r"(^|_)(key|secret|password|passwd|token|credentials?)$",
+                            re.IGNORECASE)
+
+
+def _secret_ref(r: _Reader, key: str, ref: Any) -> None:
+    """`ref` must name a secret; a value typed where the name belongs is refused, naming the
+    key and never the value (it would reach `status`, `--json`, reprs and logs)."""
+    from .secrets import SecretStoreError, validate_secret_name
+
+    try:
+        validate_secret_name(ref)
+    except SecretStoreError:
+        raise r.fail(key, "must name a secret in the store, not hold its value (not repeated "
+                     "here)", "a secret name like 'alpaca_key' (store the value with "
+                     "`brokerkit secrets set NAME`)") from None
+
+
+def _check_execution_tables(settings: Settings) -> None:
+    """`[risk]` and `[routing]` parsed as the order pipeline will parse them, so that a bad
+    value stops every command at start rather than the first order. Connection names are
+    checked when connections are configured (the embedded profile names its own later)."""
+    from .execution.limits import parse_risk
+    from .execution.routing import parse_routing
+
+    file = str(settings.source) if settings.source else None
+    known = settings.connections or None
+    parse_risk(settings.risk, file, known_connections=known)
+    parse_routing(settings.routing, file, known_connections=known)
+
+
 def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Settings:
     r = _Reader(file)
     r.known(data, "", _TOP)
@@ -289,9 +340,13 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
         options = r.table(body, f"{key}.options")
         secrets = r.table(body, f"{key}.secrets")
         for opt, ref in secrets.items():
-            if not isinstance(ref, str) or not _NAME.fullmatch(ref):
-                raise r.fail(f"{key}.secrets.{opt}", "must name a secret in the store, not hold "
-                             "its value", "a secret name like 'alpaca_key'")
+            _secret_ref(r, f"{key}.secrets.{opt}", ref)
+        for opt, value in options.items():
+            if _SECRET_OPTION.search(str(opt)) and value not in (None, "", False):
+                raise r.fail(f"{key}.options.{opt}", "holds a credential in plain text (not "
+                             "repeated here)", f"no credential among the options: store it "
+                             f"with `brokerkit secrets set NAME` and write "
+                             f"secrets = {{ {opt} = \"NAME\" }}")
         accounts, profiles = _accounts(r, body, f"{key}.accounts")
         conns[name] = ConnectionConfig(
             name=name, type=ctype,
@@ -322,9 +377,11 @@ def _parse(data: Mapping[str, Any], file: str | None, path: Path | None) -> Sett
     if clock not in ("always-open", "exchange"):
         raise r.fail("sandbox.clock", f"is {clock!r}", "'always-open' or 'exchange'")
 
-    return Settings(
+    settings = Settings(
         source=path, base_currency=base, book_url=book_url,
         book_open_from_brokers=open_from_brokers, connections=conns, fx_rates=rates,
         risk=r.table(data, "risk"), routing=r.table(data, "routing"),
         sandbox=sandbox, serve=r.table(data, "serve"),
     )
+    _check_execution_tables(settings)
+    return settings

@@ -322,6 +322,24 @@ _ALIASES = {
 }
 
 
+def _intent_fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """`raw`'s keys as `OrderIntent` field names (aliases resolved); InvalidIntent naming the
+    key for one that is not a string, not a field, or a field given twice."""
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise InvalidIntent("intent", f"field names must be strings, got {key!r} "
+                                          f"({type(key).__name__})")
+        name = _ALIASES.get(key.lower(), key.lower())
+        if name not in _INTENT_FIELDS:
+            raise InvalidIntent(key, f"unknown field; expected one of "
+                                     f"{', '.join(sorted(_INTENT_FIELDS))}")
+        if name in data:
+            raise InvalidIntent(key, f"given twice (as {name})")
+        data[name] = value
+    return data
+
+
 @dataclass(frozen=True)
 class OrderIntent:
     """What the user wants to trade, validated: exactly one of quantity and notional, the
@@ -422,21 +440,11 @@ class OrderIntent:
         unknown key is an error naming it, never silently ignored.
         """
         if isinstance(intent, OrderIntent):
-            return replace(intent, **kwargs) if kwargs else intent
+            return replace(intent, **_intent_fields(kwargs)) if kwargs else intent
         if intent is not None and not isinstance(intent, Mapping):
             raise InvalidIntent("intent", f"expected a dict or OrderIntent, got "
                                           f"{type(intent).__name__}")
-        raw: dict[str, Any] = {**(intent or {}), **kwargs}
-        known = _INTENT_FIELDS
-        data: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = _ALIASES.get(str(key).lower(), str(key).lower())
-            if name not in known:
-                raise InvalidIntent(str(key), f"unknown field; expected one of "
-                                              f"{', '.join(sorted(known))}")
-            if name in data:
-                raise InvalidIntent(str(key), f"given twice (as {name})")
-            data[name] = value
+        data = _intent_fields({**(intent or {}), **kwargs})
         for name in ("symbol", "side"):
             if name not in data:
                 raise InvalidIntent(name, "is required")

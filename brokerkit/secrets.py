@@ -57,8 +57,10 @@ __all__ = [
     "SecretStore",
     "SecretStoreError",
     "SecretStoreUnavailable",
+    "SecretValueAsName",
     "get_secret_store",
     "install_log_redaction",
+    "looks_like_secret_value",
     "redact",
     "reset_secret_store",
     "validate_secret_name",
@@ -115,8 +117,41 @@ class InsecureSecretsFile(SecretStoreError):
                          f"(mode {stat.S_IMODE(mode):04o}); fix it with `chmod 600 {path}`")
 
 
-def validate_secret_name(name: object) -> str:
-    """The name itself when it follows the naming rule; raises `InvalidSecretName` otherwise."""
+class SecretValueAsName(InvalidSecretName):
+    """A secret's value was given where its name belongs (the value is never echoed)."""
+
+    def __init__(self, name: object, where: str = "") -> None:
+        self.where = where
+        length = len(name) if isinstance(name, str) else 0
+        SecretStoreError.__init__(
+            self, f"{where + ': ' if where else ''}a secret name is expected, but this looks "
+                  f"like a secret's value ({length} characters, not repeated here): store the "
+                  f"value with `brokerkit secrets set NAME` and give NAME here")
+
+
+#: A name longer than this without a separator ('_', '.', '-') that mixes letters and
+#: digits reads as a generated credential (an API key id or secret), not a name a person chose.
+_VALUE_LIKE_LENGTH = 16
+
+
+def looks_like_secret_value(text: str) -> bool:
+    """True when `text`, offered as a secret's name, reads as a credential instead: it holds a
+    run of at least 16 letters and digits, mixed, between separators (a key id like
+    `PKX1Y2Z3...`, a base64 secret). Names people choose (`alpaca_key`, `ibkr.gw-pass`,
+    `sandbox_alpaca_key_id`) never do."""
+    for piece in re.split(r"[^A-Za-z0-9]", text):
+        if (len(piece) >= _VALUE_LIKE_LENGTH and re.search(r"[0-9]", piece)
+                and re.search(r"[A-Za-z]", piece)):
+            return True
+    return False
+
+
+def validate_secret_name(name: object, where: str = "") -> str:
+    """The name itself when it follows the naming rule; raises `InvalidSecretName` otherwise,
+    and `SecretValueAsName` for a value given as a name (`where` says which field held it).
+    Neither repeats the text."""
+    if isinstance(name, str) and looks_like_secret_value(name):
+        raise SecretValueAsName(name, where)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidSecretName(name)
     return name
@@ -381,9 +416,12 @@ class EnvStore(SecretStore):
         return os.environ.get(self.variable(name)) or None
 
     def names(self) -> list[str]:
+        # a variable named after a value (`BROKERKIT_SECRET_PK1A2B...`) is not listed: its
+        # name would show the value in `secrets list`
         return sorted(var[len(ENV_PREFIX):].lower() for var, value in os.environ.items()
                       if var.startswith(ENV_PREFIX) and value
-                      and re.fullmatch(r"[A-Z0-9][A-Z0-9_]*", var[len(ENV_PREFIX):]))
+                      and re.fullmatch(r"[A-Z0-9][A-Z0-9_]*", var[len(ENV_PREFIX):])
+                      and not looks_like_secret_value(var[len(ENV_PREFIX):]))
 
     def set(self, name: str, value: str) -> NoReturn:
         raise ReadOnlySecretStore(
@@ -470,6 +508,8 @@ class FileStore(SecretStore):
 
     name = "file"
     FILENAME = "secrets.toml"
+    #: Seconds a write waits for another process's lock before giving up, naming the lock.
+    LOCK_TIMEOUT = 30.0
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._path = Path(path) if path is not None else None
@@ -530,21 +570,27 @@ class FileStore(SecretStore):
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Path]:
-        """Hold the store's lock (across processes where `fcntl` exists) for a read-modify-write."""
+        """Hold the store's lock, across threads and processes, for a read-modify-write.
+
+        The lock is `.secrets.lock` beside the file, taken through the `filelock` library
+        (fcntl/msvcrt locks, which the OS releases when a holder dies)."""
+        from filelock import FileLock, Timeout
+
         path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = FileLock(path.parent / ".secrets.lock", timeout=self.LOCK_TIMEOUT, mode=0o600,
+                        thread_local=False)
         with self._lock:
             try:
-                import fcntl
-            except ImportError:  # Windows: in-process lock only
-                yield path
-                return
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            lock_fd = os.open(path.parent / ".secrets.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                lock.acquire()
+            except Timeout:
+                raise SecretStoreError(
+                    f"{path}: another process has held the secrets file's lock for "
+                    f"{self.LOCK_TIMEOUT:g} s ({lock.lock_file}); try again") from None
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 yield path
             finally:
-                os.close(lock_fd)
+                lock.release()
 
     def get(self, name: str) -> str | None:
         return self._read(self.path).get(name)

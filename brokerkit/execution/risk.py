@@ -220,10 +220,13 @@ class CheckContext:
 
 
 def _n(value: Decimal) -> str:
-    """A Decimal without exponent or float noise, at most 8 decimal places."""
+    """A Decimal without exponent or float noise: 8 decimal places, or for a smaller number
+    as many as its digits need up to 12 significant ones (never "0" for a tiny quantity)."""
     if value == value.to_integral_value():
         return f"{value:,.0f}"
-    text = f"{value:,.8f}".rstrip("0")
+    exact = -int(value.normalize().as_tuple().exponent)
+    places = max(8, min(exact, 11 - value.adjusted()))
+    text = f"{value:,.{places}f}".rstrip("0")
     return text.rstrip(".")
 
 

@@ -148,3 +148,79 @@ def test_bad_account_profile_names_the_key(tmp_path, entry, key, expected):
     with pytest.raises(ConfigError) as exc:
         load_settings(p)
     assert exc.value.key == key and expected in str(exc.value)
+
+
+# -- malformed input refused at load (issue 16) -----------------------------------------------
+
+
+def test_non_utf8_file_names_the_file_line_column_and_byte_offset(tmp_path):
+    """TOML v1.0.0 (https://toml.io/en/v1.0.0#spec): "A TOML file must be a valid UTF-8
+    encoded Unicode document." A Latin-1 'é' is refused naming where it is."""
+    p = tmp_path / "brokerkit.toml"
+    p.write_bytes(b'base_currency = "USD"\n# caf\xe9\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    msg = str(exc.value)
+    assert str(p) in msg and "not UTF-8" in msg
+    assert "offset 27" in msg and "line 2, column 6" in msg and "0xe9" in msg
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[risk]\nmax_order_quantity = -5", "risk.max_order_quantity"),
+    ('[risk]\nmax_order_quantity = "lots"', "risk.max_order_quantity"),
+    ("[risk]\ncolour = 1", "risk.colour"),
+    ("[routing]\nequity = 5", "routing.equity"),
+    ('[routing]\nbeanie = "paper"', "routing.beanie"),
+    ('[connections.p]\ntype = "paper"\n[routing]\ndefault = "nope"', "routing.default"),
+    ('[connections.p]\ntype = "paper"\n[risk.connections.nope]\nmax_order_quantity = 1',
+     "risk.connections.nope"),
+])
+def test_invalid_risk_and_routing_values_are_refused_at_load(tmp_path, text, key):
+    """Refused when the file is read (status, serve, every command), not at the first order."""
+    p = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == key and str(p) in str(exc.value)
+
+
+def test_unknown_sandbox_keys_are_refused(tmp_path):
+    p = write(tmp_path, "[sandbox]\nprot = 7000\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == "sandbox.prot" and "port" in str(exc.value)
+
+
+SECRET_VALUES = ["PKX1Y2Z3ABCDEFGH1234", "dhSjqOXcJTbwK0jJv3aT0QIW4TdXbV9FuJGbnyA",
+                 "canary-7f3c9e51a2b44c0d9e8f11223344556677"]
+
+
+@pytest.mark.parametrize("value", SECRET_VALUES)
+def test_a_secret_value_where_its_name_belongs_is_refused_without_echo(tmp_path, value):
+    p = write(tmp_path, f'[connections.a]\ntype = "alpaca"\n'
+                        f'secrets = {{ api_key = "{value}", secret_key = "alpaca_secret" }}\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == "connections.a.secrets.api_key"
+    assert "secret name" in str(exc.value) and value not in str(exc.value)
+    assert value not in repr(exc.value)
+
+
+@pytest.mark.parametrize("option", ["api_key", "secret_key", "password", "token"])
+def test_a_credential_among_the_options_is_refused_without_echo(tmp_path, option):
+    value = SECRET_VALUES[0]
+    p = write(tmp_path, f'[connections.a]\ntype = "alpaca"\noptions = {{ {option} = "{value}" }}\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    assert exc.value.key == f"connections.a.options.{option}"
+    assert value not in str(exc.value) and "secrets = {" in str(exc.value)
+
+
+def test_a_connection_built_in_code_refuses_a_value_for_a_name():
+    from brokerkit.config import ConnectionConfig
+
+    with pytest.raises(ConfigError) as exc:
+        ConnectionConfig("a", "alpaca", secrets={"api_key": SECRET_VALUES[0]})
+    assert exc.value.key == "connections.a.secrets.api_key"
+    assert SECRET_VALUES[0] not in str(exc.value)
+    ok = ConnectionConfig("a", "alpaca", secrets={"api_key": "sandbox_alpaca_key_id"})
+    assert ok.secrets["api_key"] == "sandbox_alpaca_key_id"

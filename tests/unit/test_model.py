@@ -175,3 +175,26 @@ def test_account_profile_refuses_a_currency_code_that_is_not_iso_4217():
         AccountProfile("U1", currencies=frozenset({"ZZZ"}))
     with pytest.raises(ValueError, match="savings"):
         AccountProfile("U1", kind="savings")
+
+
+# -- malformed input (issue 16) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [1, None, ("symbol",), 2.5, b"symbol"])
+def test_non_string_keys_in_an_intent_name_the_key_and_its_type(key):
+    with pytest.raises(InvalidIntent) as err:
+        OrderIntent.of({key: "x", "symbol": "AAPL", "side": "buy", "quantity": 1})
+    assert err.value.field == "intent"
+    assert "field names must be strings" in str(err.value)
+    assert type(key).__name__ in str(err.value)
+
+
+def test_unknown_keyword_next_to_an_order_intent_names_it():
+    base = OrderIntent("AAPL", "buy", quantity=1)
+    with pytest.raises(InvalidIntent) as err:
+        OrderIntent.of(base, bogus=1)
+    assert err.value.field == "bogus" and "unknown field" in str(err.value)
+    assert OrderIntent.of(base, qty=3).quantity == Decimal(3)  # aliases work here too
+    with pytest.raises(InvalidIntent) as err:
+        OrderIntent.of(base, quantity="-1")
+    assert err.value.field == "quantity"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from bisect import bisect_left
 
 import pytest
@@ -131,10 +133,21 @@ async def test_acquire_waits_exactly_until_a_slot_frees():
     assert len(clock.slept) == 2
 
 
-async def test_acquire_on_the_real_clock_returns():
-    limiter = RateLimiter([Window(1, 0.02)])
+async def test_acquire_on_the_real_clock_sleeps_until_the_window_frees():
+    """The second acquire of a 1-per-0.2 s window is admitted only once the first has left
+    the window: the limiter asked to sleep, and the real clock moved at least the period."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    limiter = RateLimiter([Window(1, 0.2)], sleep=sleep)
+    before_first = time.monotonic()
     await limiter.acquire()
     await limiter.acquire()
+    assert time.monotonic() - before_first >= 0.2  # a lower bound only: never flaky
+    assert slept and all(0 < s <= 0.2 + 1e-9 for s in slept)
 
 
 def test_cost_larger_than_any_window_can_hold_is_an_error_not_a_hang():

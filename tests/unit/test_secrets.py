@@ -36,6 +36,7 @@ from brokerkit.secrets import (
     SecretInfo,
     SecretStoreError,
     SecretStoreUnavailable,
+    SecretValueAsName,
     get_secret_store,
     install_log_redaction,
     reset_secret_store,
@@ -291,6 +292,83 @@ def test_bad_name_error_does_not_echo_a_value_passed_as_the_name(chain, canary):
     with pytest.raises(InvalidSecretName) as err:
         chain.set(canary + "/+=", "alpaca_key")
     assert canary not in str(err.value) and "'/'" in str(err.value)
+    with pytest.raises(SecretValueAsName) as err:  # a key-like run: said to be a value
+        chain.set(canary.replace("-", "") + "/+=", "alpaca_key")
+    assert canary.replace("-", "") not in str(err.value)
+    assert "a secret name is expected" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["PKX1Y2Z3ABCDEFGH1234", "AK0123456789ABCDEFGH",
+                                   "dhSjqOXcJTbwK0jJv3aT0QIW4TdXbV9FuJGbnyA",
+                                   "canary-7f3c9e51a2b44c0d9e8f11223344556677"])
+def test_a_secret_value_given_as_a_name_is_refused_without_echo(chain, value):
+    """Key ids and secrets (long runs of letters and digits, mixed) are not names."""
+    assert bs.looks_like_secret_value(value)
+    for call in (lambda: chain.get(value), lambda: chain.set(value, "x-value", store="file"),
+                 lambda: chain.find(value), lambda: chain.rotate(value, "x-value"),
+                 lambda: chain.delete(value), lambda: bs.validate_secret_name(value, "where")):
+        with pytest.raises(SecretValueAsName) as err:
+            call()
+        assert value not in str(err.value) and value not in repr(err.value)
+        assert "a secret name is expected" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["alpaca_key", "ibkr.gw-pass", "sandbox_alpaca_key_id",
+                                  "dash_oauth_secret", "k0", "alpaca.key-1",
+                                  "my_really_long_descriptive_secret_name"])
+def test_names_people_choose_are_not_taken_for_values(name):
+    assert not bs.looks_like_secret_value(name)
+    assert bs.validate_secret_name(name) == name
+
+
+def test_an_env_variable_named_after_a_value_is_not_listed(monkeypatch, canary):
+    """`BROKERKIT_SECRET_<value>`: listing it would print the value as a name."""
+    monkeypatch.setenv("BROKERKIT_SECRET_PKX1Y2Z3ABCDEFGH1234", canary)
+    monkeypatch.setenv("BROKERKIT_SECRET_ALPACA_KEY", canary)
+    assert EnvStore().names() == ["alpaca_key"]
+    listed = repr(SecretChain([EnvStore()]).list())
+    assert "pkx1y2z3abcdefgh1234" not in listed.lower()
+
+
+def test_file_store_writes_from_many_processes_lose_nothing(secrets_file):
+    """The read-modify-write is held under filelock's lock (`.secrets.lock`): 4 processes
+    writing 10 names each leave all 40."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from brokerkit.secrets import FileStore; s = FileStore()\n"
+            "for i in range(10): s.set(f'p{sys.argv[1]}_{i}', 'value-' + str(i))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    assert len(FileStore().names()) == 40
+
+
+def test_file_store_lock_held_elsewhere_times_out_naming_the_lock(secrets_file, monkeypatch):
+    from filelock import FileLock
+
+    secrets_file.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(FileStore, "LOCK_TIMEOUT", 0.2)
+    other = FileLock(secrets_file.parent / ".secrets.lock", thread_local=False)
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another holder (a thread: FileLock is per-object, like a process)
+        with other:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(bs.SecretStoreError, match=r"\.secrets\.lock"):
+            FileStore().set("k", "value-1")
+    finally:
+        release.set()
+        t.join(30)
+    FileStore().set("k", "value-1")
+    assert FileStore().get("k") == "value-1"
 
 
 def test_list_gives_names_and_stores_never_values(chain, monkeypatch, canary, caplog):
