@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SecretNotFound
+from .auth import SignInSessions
 
 if TYPE_CHECKING:
     from ..secrets import Secret
@@ -109,6 +110,8 @@ class OAuthConfig:
     extra_params: Mapping[str, Any] = field(default_factory=dict)
     jwt_user: str | None = None
     expiry_days: float | None = None
+    sessions: SignInSessions = field(default_factory=SignInSessions, repr=False,
+                                     compare=False)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *,
@@ -228,15 +231,22 @@ class OAuthConfig:
         return self.role_of(user, info) is not None
 
     def session_access(self) -> Access | None:
-        """The `Access` of the session being created (None: no role, turned away)."""
-        from .auth import Access
+        """The `Access` of the session being created (None: no role, turned away, or not
+        signed in on this server). Its role is re-read before every action, and is gone
+        once the user signs out."""
+        from .auth import Access, _session_id_of_request
 
         user, info = self._current()
         role = self.role_of(user, info)
-        if role is None:
+        sid = _session_id_of_request()
+        if role is None or self.sessions.user_of(sid) != user:
             return None
         frozen = dict(info)
-        return Access(user=user, role=role, recheck=lambda: self.role_of(user, frozen))
+
+        def recheck() -> str | None:
+            return self.role_of(user, frozen) if self.sessions.user_of(sid) == user else None
+
+        return Access(user=user, role=role, recheck=recheck)
 
     # -- Panel ---------------------------------------------------------------------------------
     @property
@@ -260,8 +270,15 @@ class OAuthConfig:
         pn.state.encryption = Fernet(enc)
         if self.expiry_days is not None:
             pn.config.oauth_expiry = self.expiry_days
+        from panel.auth import OAuthProvider
+
+        from .auth import hardened_provider
+
+        # Panel builds its provider from config.oauth_provider; brokerkit builds it here, so
+        # that sign-in opens a server-side session and its cookies are hardened.
+        pn.config.oauth_provider = self.provider
         kwargs: dict[str, Any] = {
-            "oauth_provider": self.provider,
+            "auth_provider": hardened_provider(OAuthProvider(), self.sessions),
             "oauth_key": self.key.reveal(),
             "oauth_secret": self.secret.reveal() if self.secret is not None else None,
             "oauth_redirect_uri": self.redirect_uri,
