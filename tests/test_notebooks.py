@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "brokerkit.cli"]
 
@@ -30,6 +32,7 @@ def run_notebooks() -> subprocess.CompletedProcess[str]:
         text=True, timeout=900)
 
 
+@pytest.mark.timeout(1200)  # every notebook twice, in subprocesses, on a loaded machine
 def test_the_notebooks_run_in_one_go_twice_after_use_and_leave_the_users_state_alone():
     # the user has used the sandbox: an order placed, and a real halt in force
     placed = subprocess.run(

@@ -9,9 +9,12 @@
 - `ReconciliationView`: the latest reconciliation run, breaks highlighted; run, sync selected.
 - `SettlementView`: pending settlements and the cash ladder.
 - `create_app(role=...)`: all of them as the pages of the dashboard (`brokerkit serve`).
+- `extension()`: loads Panel for the views, every resource inlined (`resources`).
 
-Each renders in JupyterLab (after `pn.extension('tabulator')`) and under `panel serve`; the
-served app in `dashboards/` only arranges them. Nothing here talks to a broker SDK: components
+Each renders in JupyterLab, Notebook 7 and VS Code, offline: displayed in a notebook, a view
+loads Panel's front end itself, inlined (no CDN; `extension()` is the explicit form), and the
+live ones keep refreshing there, as under `panel serve`; the served app in `dashboards/` only
+arranges them. Nothing here talks to a broker SDK: components
 await the services' `*_async` methods, so a slow broker never blocks the server. Names load on
 first use, so `import brokerkit.ui` does not import Panel.
 """
@@ -21,7 +24,8 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 __all__ = ["BalancesView", "BlotterView", "BrokerkitApp", "KillSwitchView", "PositionsView",
-           "ReconciliationView", "SettlementView", "StatusView", "TicketView", "create_app"]
+           "ReconciliationView", "SettlementView", "StatusView", "TicketView", "create_app",
+           "extension"]
 
 _LAZY = {
     "BalancesView": "brokerkit.ui.balances",
@@ -34,6 +38,7 @@ _LAZY = {
     "StatusView": "brokerkit.ui.status",
     "TicketView": "brokerkit.ui.ticket",
     "create_app": "brokerkit.ui.app",
+    "extension": "brokerkit.ui.resources",
 }
 
 

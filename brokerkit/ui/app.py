@@ -7,11 +7,18 @@ sees no ticket and no kill-switch controls. `create_app()` returns a `Viewer`: i
 shows the pages as tabs; `.servable()` under `panel serve` wraps them in a template. Pages are
 built when first opened. Build one
 app per session (each has its own widgets and its own live refresh): `brokerkit serve` does.
+
+Served, an app is only ever built for a session that `brokerkit.serve` admits: signed in
+through brokerkit's sign-in, or local mode. `create_app()` under `panel serve` or
+`pn.serve(create_app)` asks `brokerkit.serve.served_access`; a refused session gets
+`refused_app(reason)`, a page saying why, with no data and no controls. Every refused action
+is written to the book's audit log with the user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +32,7 @@ from .killswitch import KillSwitchView
 from .live import LiveView, served
 from .positions import PositionsView
 from .reconcile import ReconciliationView
+from .resources import NotebookReady, prepare_served_document
 from .settlement import SettlementView
 from .status import StatusView
 from .ticket import TicketView
@@ -33,13 +41,15 @@ if TYPE_CHECKING:
     from ..execution.service import ExecutionService
     from ..service import BrokerageService
 
-__all__ = ["BrokerkitApp", "create_app"]
+__all__ = ["BrokerkitApp", "RefusedApp", "create_app", "refused_app"]
+
+log = logging.getLogger(__name__)
 
 TITLE = "brokerkit"
 ACCENT = "#1f4e79"
 
 
-class BrokerkitApp(pn.viewable.Viewer):
+class BrokerkitApp(NotebookReady, pn.viewable.Viewer):
     """Every page of the dashboard, for one session and one user.
 
     Only the Overview is built with the session; every other page is built, and its views
@@ -57,7 +67,10 @@ class BrokerkitApp(pn.viewable.Viewer):
     def __init__(self, *, access: Access, brokerage: BrokerageService | None = None,
                  execution: ExecutionService | None = None, **params: Any) -> None:
         super().__init__(role=access.role, user=access.user, **params)
+        if access.on_refused is None:
+            access.on_refused = self._audit_refusal
         self.access = access
+        self._doc = pn.state.curdoc if served() else None  # the session it was built for
         self._brokerage = brokerage
         self._execution = execution
         self.pages: dict[str, pn.Column] = {
@@ -68,6 +81,17 @@ class BrokerkitApp(pn.viewable.Viewer):
         self._tabs.param.watch(self._on_page, "active")
         if served():
             pn.state.onload(self._start_first_page)
+
+    def _audit_refusal(self, action: str, message: str) -> None:
+        """A refused action, in the book's audit log with the user who tried."""
+        if self._execution is not None:
+            book = self._execution.book
+        else:
+            from ..execution.service import get_execution_service
+
+            book = get_execution_service().book
+        book.audit(f"refused_{action}", target="dashboard", details={"message": message},
+                   result="refused", actor=self.access.user)
 
     # -- the views, each built on first use --------------------------------------------------
     @cached_property
@@ -162,6 +186,7 @@ class BrokerkitApp(pn.viewable.Viewer):
     def template(self) -> pn.template.BaseTemplate:
         """The pages in a `BootstrapTemplate` (for a served app): the lightest of Panel's
         templates to load (no web-component framework, no web fonts)."""
+        prepare_served_document()  # its stylesheets from this server, none from a CDN
         who = f"{self.user} ({self.role})" if self.user else self.role
         return pn.template.BootstrapTemplate(
             title=TITLE, main=[self._tabs], header=[pn.pane.Markdown(
@@ -176,7 +201,42 @@ class BrokerkitApp(pn.viewable.Viewer):
         return super().servable(title=title, location=location, area=area, target=target)
 
     def __panel__(self) -> pn.viewable.Viewable:
+        if served() and pn.state.curdoc is not self._doc:
+            # one app object served to many sessions (`pn.serve(create_app())`): each
+            # session must be admitted
+            from ..errors import ConfigError
+            from ..serve import served_access
+
+            try:
+                served_access()
+            except ConfigError as exc:
+                log.error("%s", exc)
+                return refused_app(str(exc))._pane
         return self._tabs
+
+
+class RefusedApp(BrokerkitApp):
+    """What a refused session gets: the reason, and nothing of the app (no data, no
+    controls, no callbacks)."""
+
+    def __init__(self, reason: str) -> None:
+        pn.viewable.Viewer.__init__(self, role="viewer", user="")
+        self.reason = reason
+        self._pane = pn.pane.Alert(f"**Not served.** {reason}", alert_type="danger",
+                                   css_classes=["app-refused"])
+
+    def template(self) -> pn.template.BaseTemplate:
+        prepare_served_document()
+        return pn.template.BootstrapTemplate(title=TITLE, main=[self._pane],
+                                             header_background=ACCENT)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane
+
+
+def refused_app(reason: str) -> RefusedApp:
+    """The page of a refused session, saying why."""
+    return RefusedApp(reason)
 
 
 def create_app(role: str = "admin", user: str | None = None, *,
@@ -185,7 +245,18 @@ def create_app(role: str = "admin", user: str | None = None, *,
     """The dashboard for one session, as `user` with `role` (viewer, trader or admin).
 
     `access` (from `brokerkit serve`, with a re-check of the role) replaces role and user;
-    `brokerage` and `execution` default to the process-wide services."""
+    `brokerage` and `execution` default to the process-wide services. Served without
+    `access` (`panel serve`, `pn.serve(create_app)`), the session must be local mode
+    (`brokerkit.serve.served_access`), else it gets `refused_app`."""
+    if access is None and served():
+        from ..errors import ConfigError
+        from ..serve import served_access
+
+        try:
+            served_access()
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return refused_app(str(exc))
     if access is None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")

@@ -41,6 +41,8 @@ def highlight(row: pd.Series) -> list[str]:
 class ReconciliationView(LiveView):
     """The book against every broker, for one session."""
 
+    sources = ("reconciler",)
+
     def __init__(self, reconciler: Reconciler | None = None, *, access: Access | None = None,
                  **params: Any) -> None:
         params.setdefault("refresh_ms", 30000)
@@ -76,7 +78,7 @@ class ReconciliationView(LiveView):
         self._cancel_btn.on_click(lambda _e: setattr(self._confirm_row, "visible", False))
         self._layout = pn.Column(
             "### Reconciliation", pn.Row(self._run_btn, self._sync_btn), self._confirm_row,
-            self._summary, self._message, self._error_pane, self._table,
+            self._summary, self._message, self._error_pane, self._refreshed_pane, self._table,
             sizing_mode="stretch_width")
 
     @property

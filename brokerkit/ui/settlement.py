@@ -47,6 +47,8 @@ def pending_settlements(fills: pd.DataFrame, as_of: datetime | None = None) -> p
 class SettlementView(LiveView):
     """Pending settlements and the cash ladder; refreshes live."""
 
+    sources = ("service",)
+
     def __init__(self, service: BrokerageService | None = None, **params: Any) -> None:
         params.setdefault("refresh_ms", 30000)
         super().__init__(**params)
@@ -57,7 +59,8 @@ class SettlementView(LiveView):
             pagination="remote", page_size=25, sizing_mode="stretch_width",
             css_classes=["settlement-table"])
         self._ladder = pn.pane.Bokeh(None, sizing_mode="stretch_width")
-        self._layout = pn.Column("### Settlement", self._count, self._error_pane, self._table,
+        self._layout = pn.Column("### Settlement", self._count, self._error_pane,
+                                 self._refreshed_pane, self._table,
                                  "#### Cash ladder (projected settled cash)", self._ladder,
                                  sizing_mode="stretch_width")
 
