@@ -61,6 +61,8 @@ def bar_chart(labels: list[str], values: list[float], title: str, *,
 class BalancesView(LiveView):
     """Balances by institution and account, with a buying power chart; refreshes live."""
 
+    sources = ("service",)
+
     def __init__(self, service: BrokerageService | None = None, **params: Any) -> None:
         params.setdefault("refresh_ms", 15000)
         super().__init__(**params)
@@ -72,8 +74,8 @@ class BalancesView(LiveView):
             formatters={c: _MONEY for c in ("cash", "settled_cash", "buying_power", "equity",
                                             "buying_power_base", _CONSOLIDATED)})
         self._chart = pn.pane.Bokeh(None, sizing_mode="stretch_width")
-        self._layout = pn.Column("### Balances", self._error_pane, self._chart, self._table,
-                                 sizing_mode="stretch_width")
+        self._layout = pn.Column("### Balances", self._error_pane, self._refreshed_pane,
+                                 self._chart, self._table, sizing_mode="stretch_width")
 
     @property
     def service(self) -> BrokerageService:

@@ -64,6 +64,8 @@ def _color_status(row: pd.Series) -> list[str]:
 class BlotterView(LiveView):
     """Orders and fills from the book's journal; refreshes live (and on demand)."""
 
+    sources = ("book",)
+
     def __init__(self, book: Book | None = None, *, limit: int = 500, **params: Any) -> None:
         params.setdefault("refresh_ms", 2000)
         super().__init__(**params)
@@ -77,7 +79,7 @@ class BlotterView(LiveView):
             pd.DataFrame(columns=list(FILL_COLUMNS)), show_index=False, disabled=True,
             pagination="local", page_size=20, sizing_mode="stretch_width",
             css_classes=["blotter-fills"])
-        self._layout = pn.Column("### Blotter", self._error_pane,
+        self._layout = pn.Column("### Blotter", self._error_pane, self._refreshed_pane,
                                  pn.Tabs(("Orders", self._orders), ("Fills", self._fills)),
                                  sizing_mode="stretch_width")
 

@@ -42,6 +42,8 @@ def render_state(view: StateView) -> str:
 class KillSwitchView(LiveView):
     """The kill switch: state, history, and halt / reduce-only / resume by role."""
 
+    sources = ("killswitch",)
+
     def __init__(self, killswitch: KillSwitch | None = None, *, access: Access | None = None,
                  **params: Any) -> None:
         params.setdefault("refresh_ms", 3000)
@@ -73,8 +75,9 @@ class KillSwitchView(LiveView):
             pn.Row(self._halt, self._reduce, *([self._resume] if self.access.can("resume")
                                                else [])),
             self._message, visible=acts)
-        self._layout = pn.Column("### Kill switch", self._error_pane, self._state, controls,
-                                 "#### History", self._history, sizing_mode="stretch_width")
+        self._layout = pn.Column("### Kill switch", self._error_pane, self._refreshed_pane,
+                                 self._state, controls, "#### History", self._history,
+                                 sizing_mode="stretch_width")
 
     @property
     def killswitch(self) -> KillSwitch:
@@ -113,6 +116,7 @@ class KillSwitchView(LiveView):
         except NotAuthorized as exc:
             self._message.object = f"⛔ {exc}"
             return
+        await asyncio.to_thread(self.resolve)  # the service is built off this event loop
         ks = self.killswitch
         self._layout.loading = True
         try:
@@ -135,14 +139,15 @@ class KillSwitchView(LiveView):
         self._reason.value = ""
         await self.refresh_async()
 
+    # on the display loop, wherever the click was received (`NotebookReady.on_display_loop`)
     async def _on_halt(self, _: Any) -> None:
-        await self._act("halt")
+        await self.run_on_display_loop(self._act, "halt")
 
     async def _on_reduce(self, _: Any) -> None:
-        await self._act("reduce_only")
+        await self.run_on_display_loop(self._act, "reduce_only")
 
     async def _on_resume(self, _: Any) -> None:
-        await self._act("resume")
+        await self.run_on_display_loop(self._act, "resume")
 
     def layout(self) -> pn.viewable.Viewable:
         return self._layout

@@ -7,9 +7,20 @@ A subclass implements `fetch_async()` (await the services, return the data) and 
   when the app first opens the page it is on (`autostart=False`, then `start()`), with a
   loading overlay; then a periodic callback created *for this session* refreshes every
   `refresh_ms` (0 turns live refresh off);
-- in a notebook, displaying the component loads it once (`refresh()` reloads it);
+- in a notebook, displaying the component loads Panel's front end, inlined (`resources`: no
+  CDN), and the data at once, then refreshes it every `refresh_ms` on the kernel's event loop
+  (a Panel periodic callback; changes reach the cell over Panel's comm), like a served page;
+- every data-showing component says when it last refreshed ("last refreshed HH:MM:SS UTC");
+- the services a view reads (`sources`) are created off every event loop: in the caller's
+  thread for `refresh()`, in a worker thread for `refresh_async()`; never on brokerkit's
+  runtime loop, where building a service (opening the book, starting the sandbox) would block
+  every connection and its recovery;
 - a refresh never overlaps the previous one, and a failure shows as a message on the
   component instead of breaking the page;
+- in a notebook, what a refresh fetched is shown on the kernel loop that displayed the view
+  (`NotebookReady.on_display_loop`), whichever thread fetched it (`refresh()` in a cell
+  shows it in the cell's thread; a button click handled on a JupyterLab comm subshell hops
+  to that loop): all of a view's changes reach the browser from one thread, in order;
 - a view whose data is the same for every session (`shared_source()` is not None: the
   consolidated status and balances) keeps its last fetch per process, and a new session's view
   can show it at once (`prefill()`), before its first own refresh: the page renders with
@@ -21,17 +32,19 @@ reads go through `asyncio.to_thread`, so Panel's event loop is never blocked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import weakref
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import panel as pn
 import param
 
 from .. import runtime
+from .resources import NotebookReady, ensure_extension, in_notebook
 
 __all__ = ["LiveView", "served"]
 
@@ -60,8 +73,12 @@ def served() -> bool:
     return doc is not None and doc.session_context is not None
 
 
-class LiveView(pn.viewable.Viewer):
+class LiveView(NotebookReady, pn.viewable.Viewer):
     """A component that loads its data asynchronously and keeps it fresh."""
+
+    #: The properties that create the services this view reads when it was given none
+    #: (`resolve()` reads them off the event loops).
+    sources: ClassVar[tuple[str, ...]] = ()
 
     refresh_ms = param.Integer(default=5000, bounds=(0, None),
                                doc="live refresh period in milliseconds (0: no live refresh)")
@@ -77,10 +94,16 @@ class LiveView(pn.viewable.Viewer):
         self._started = False
         self._periodic: Any = None
         self._shown_at: float | None = None  # time.monotonic() of the data shown
+        self._resolved = False
         self._error_pane = pn.pane.Alert("", alert_type="danger", visible=False,
                                          css_classes=["bk-refresh-error"])
+        #: "last refreshed HH:MM:SS UTC": subclasses put it in their layout
+        self._refreshed_pane = pn.pane.HTML("", css_classes=["bk-last-refreshed"],
+                                            styles={"color": "#666", "font-size": "0.85em"})
+        self.param.watch(self._show_refreshed, "updated_at")
         if autostart and served():
             pn.state.onload(self.start)
+        ensure_extension()  # in a notebook: Panel's front end, inlined, before any display
 
     # -- to implement -----------------------------------------------------------------------
     async def fetch_async(self) -> Any:
@@ -99,6 +122,20 @@ class LiveView(pn.viewable.Viewer):
         """The object whose data this view shows to every session alike (e.g. the brokerage
         service), or None (the default: data per session, never shared)."""
         return None
+
+    def resolve(self) -> None:
+        """Create the services this view reads (`sources`) if it was given none. Blocking:
+        never call it on an event loop (`refresh_async` runs it in a worker thread)."""
+        if self._resolved:
+            return
+        for name in self.sources:
+            getattr(self, name)
+        self._resolved = True
+
+    def _show_refreshed(self, event: Any) -> None:
+        when = event.new
+        self._refreshed_pane.object = "" if when is None else \
+            f"last refreshed {when.astimezone(UTC):%H:%M:%S} UTC"
 
     # -- shared data ----------------------------------------------------------------------------
     def prefill(self) -> bool:
@@ -120,26 +157,54 @@ class LiveView(pn.viewable.Viewer):
         return True
 
     # -- the machinery ------------------------------------------------------------------------
+    async def _fetch_stamped(self) -> tuple[tuple[float, datetime], Any]:
+        """The services (built off this loop and the runtime's), then the data, and when."""
+        if not self._resolved:
+            await asyncio.to_thread(self.resolve)
+        data = await self.fetch_async()
+        return (time.monotonic(), datetime.now(UTC)), data
+
     async def refresh_async(self) -> bool:
         """Fetch and show the data once; returns False if it failed or one was running."""
         if self._running:
             return False
         self._running = True
         try:
-            data = await self.fetch_async()
-            fetched = (time.monotonic(), datetime.now(UTC))
+            fetched, data = await self._fetch_stamped()
+        except Exception as exc:  # shown on the component; the next refresh tries again
+            self.on_display_loop(self._failed, exc)
+            return False
+        finally:
+            self._running = False
+        return self.on_display_loop(self._show_fetched, fetched, data) is not False
+
+    def refresh(self) -> bool:
+        """Blocking `refresh_async` for notebooks and scripts: services are created here, in
+        the caller's thread, the fetch runs on the runtime loop, and the data is shown here
+        again (so a cell that refreshes a view reads it refreshed)."""
+        if self._running:
+            return False
+        self._running = True
+        try:
+            self.resolve()
+            fetched, data = runtime.run(self._fetch_stamped())
+        except Exception as exc:  # shown on the component, as a failed fetch is
+            self.on_display_loop(self._failed, exc)
+            return False
+        finally:
+            self._running = False
+        return self.on_display_loop(self._show_fetched, fetched, data) is not False
+
+    def _show_fetched(self, fetched: tuple[float, datetime], data: Any) -> bool:
+        """Show fetched data (on the display loop): the widgets, then when it was fetched."""
+        try:
             source = self.shared_source()
             if source is not None:
                 _shared_put(source, type(self).__name__, fetched, data)
             self.show(data)
         except Exception as exc:  # shown on the component; the next refresh tries again
-            log.warning("%s refresh failed: %s", type(self).__name__, exc)
-            self.error = f"{type(self).__name__}: {exc}"
-            self._error_pane.object = f"Could not refresh: {exc}"
-            self._error_pane.visible = True
+            self._failed(exc)
             return False
-        finally:
-            self._running = False
         self._loaded = True
         self._shown_at = fetched[0]
         self.error = ""
@@ -147,9 +212,11 @@ class LiveView(pn.viewable.Viewer):
         self.updated_at = fetched[1]  # when the data was fetched
         return True
 
-    def refresh(self) -> bool:
-        """Blocking `refresh_async` for notebooks and scripts."""
-        return runtime.run(self.refresh_async())
+    def _failed(self, exc: Exception) -> None:
+        log.warning("%s refresh failed: %s", type(self).__name__, exc)
+        self.error = f"{type(self).__name__}: {exc}"
+        self._error_pane.object = f"Could not refresh: {exc}"
+        self._error_pane.visible = True
 
     async def start(self) -> None:
         """First load (with a loading overlay), then live refresh; once per component.
@@ -179,7 +246,48 @@ class LiveView(pn.viewable.Viewer):
             self._periodic.stop()
             self._periodic = None
 
+    def start_notebook_refresh(self) -> bool:
+        """In a notebook kernel: refresh every `refresh_ms` on the kernel's event loop (once
+        per component); True if live refresh runs. Displaying the component calls it."""
+        if self._periodic is not None:
+            return True
+        if not self.refresh_ms or served():
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread (a plain script): nothing would run it
+            return False
+        self._periodic = pn.state.add_periodic_callback(self._notebook_tick,
+                                                        period=self.refresh_ms)
+        return True
+
+    async def _notebook_tick(self) -> None:
+        """One notebook refresh, while a front end shows the view: a kernel with no front end
+        (nbval, papermill) would only queue updates nobody receives. Live refresh stops once
+        the view is shown nowhere (its outputs were cleared: Panel dropped its models)."""
+        models = list(self.layout()._models)
+        if not models:
+            self.stop()
+            return
+        if not any(_front_end_open(ref) for ref in models):
+            return  # no front end has opened its comm (yet, or ever: a headless run)
+        await self.refresh_async()
+
     def __panel__(self) -> pn.viewable.Viewable:
-        if not self._loaded and not served():
-            self.refresh()  # a notebook: show data at once
+        self.bind_display_loop()  # in a notebook: changes go out from this loop only
+        if not served():
+            if not self._loaded:
+                self.refresh()  # a notebook: show data at once
+            if in_notebook():
+                self.start_notebook_refresh()  # then keep it fresh, as a served page
         return self.layout()
+
+
+def _front_end_open(ref: str) -> bool:
+    """Whether the front end showing Panel's render `ref` has opened its comm (Panel sends
+    a notebook's updates over that comm; pyviz_comms opens it from the browser's side)."""
+    entry = pn.state._views.get(ref)
+    if entry is None:
+        return False
+    comm = entry[3]
+    return comm is None or getattr(comm, "_comm", None) is not None

@@ -56,6 +56,8 @@ def exposure(df: pd.DataFrame, by: str) -> pd.Series:
 class PositionsView(LiveView):
     """Positions across institutions: filters, a paginated table, exposure charts."""
 
+    sources = ("service",)
+
     def __init__(self, service: BrokerageService | None = None, *, page_size: int = 50,
                  **params: Any) -> None:
         params.setdefault("refresh_ms", 15000)
@@ -73,12 +75,15 @@ class PositionsView(LiveView):
             formatters={c: {"type": "money", "thousand": ",", "precision": 2}
                         for c in ("avg_cost", "market_price", "market_value",
                                   "market_value_base", "unrealized_pnl_base")})
+        #: what each chart shows (by column): a chart is rebuilt only when its bars change
+        self._bars: dict[str, tuple[Any, ...]] = {}
         self._by_class = pn.pane.Bokeh(None, sizing_mode="stretch_width")
         self._by_ccy = pn.pane.Bokeh(None, sizing_mode="stretch_width")
         for w in (self._connections, self._classes, self._currencies, self._text):
-            w.param.watch(lambda *_: self._apply(), "value")
+            # a filter edited in the browser may arrive on a comm subshell thread
+            w.param.watch(lambda *_: self.on_display_loop(self._apply), "value")
         self._layout = pn.Column(
-            "### Positions", self._error_pane,
+            "### Positions", self._error_pane, self._refreshed_pane,
             pn.Row(self._connections, self._classes, self._currencies, self._text),
             self._count, pn.Row(self._by_class, self._by_ccy, sizing_mode="stretch_width"),
             self._table, sizing_mode="stretch_width")
@@ -116,8 +121,11 @@ class PositionsView(LiveView):
         for pane, by, title in ((self._by_class, "asset_class", "Exposure by asset class"),
                                 (self._by_ccy, "currency", "Exposure by currency")):
             s = exposure(rows, by)
-            pane.object = bar_chart([str(k) for k in s.index], [float(v) for v in s.values],
-                                    title, height=max(160, 40 + 26 * len(s)))
+            labels, values = [str(k) for k in s.index], [float(v) for v in s.values]
+            if self._bars.get(by) == (labels, values):
+                continue  # the same bars: no new figure (new models) for the browser
+            self._bars[by] = (labels, values)
+            pane.object = bar_chart(labels, values, title, height=max(160, 40 + 26 * len(s)))
 
     def layout(self) -> pn.viewable.Viewable:
         return self._layout

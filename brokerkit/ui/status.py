@@ -43,6 +43,8 @@ def _color_status(row: pd.Series) -> list[str]:
 class StatusView(LiveView):
     """Connection health and the consolidated buying power; refreshes live."""
 
+    sources = ("service",)
+
     summary = param.Dict(default=None, allow_None=True, doc="the latest status summary")
 
     def __init__(self, service: BrokerageService | None = None, **params: Any) -> None:
@@ -54,8 +56,8 @@ class StatusView(LiveView):
             pd.DataFrame(columns=list(STATUS_COLUMNS)), show_index=False, disabled=True,
             sizing_mode="stretch_width", css_classes=["status-table"],
             formatters={"buying_power": {"type": "money", "thousand": ","}})
-        self._layout = pn.Column(self._summary, self._error_pane, self._table,
-                                 sizing_mode="stretch_width")
+        self._layout = pn.Column(self._summary, self._error_pane, self._refreshed_pane,
+                                 self._table, sizing_mode="stretch_width")
 
     @property
     def service(self) -> BrokerageService:

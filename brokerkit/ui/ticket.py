@@ -7,10 +7,16 @@ confirmation, and only **Confirm** sends it. Any edit invalidates the preview.
 
 Given an `Access` (the session's user and role), **Confirm** checks again that the user may
 trade, and places the order as that user (`acting_as`), so the journal says who sent it.
+
+In a notebook the widgets change on the kernel loop that displayed the ticket only
+(`NotebookReady.on_display_loop`): `ticket.preview()` in a cell changes the ticket on
+brokerkit's runtime thread, and JupyterLab delivers button clicks on a comm subshell thread;
+both hand their widget changes to that loop, so the browser gets them in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import panel as pn
@@ -19,6 +25,7 @@ import param
 from ..book.actor import acting_as
 from ..execution.ticket import OrderTicket
 from .auth import Access, NotAuthorized
+from .resources import NotebookReady, ensure_extension
 
 __all__ = ["TicketView", "render_margin", "render_preview", "render_result"]
 
@@ -85,8 +92,9 @@ def render_result(result: Any) -> str:
     return text
 
 
-class TicketView(pn.viewable.Viewer):
-    """The order ticket, renderable in a notebook or a served app."""
+class TicketView(NotebookReady, pn.viewable.Viewer):
+    """The order ticket, renderable in a notebook or a served app (in a notebook it loads
+    Panel's front end itself, inlined: `brokerkit.ui.resources`)."""
 
     ticket = param.ClassSelector(class_=OrderTicket)
     confirming = param.Boolean(default=False, doc="the confirmation prompt is showing")
@@ -94,6 +102,7 @@ class TicketView(pn.viewable.Viewer):
     def __init__(self, ticket: OrderTicket | None = None, *, access: Access | None = None,
                  **params: Any) -> None:
         super().__init__(ticket=ticket or OrderTicket(), **params)
+        ensure_extension()  # in a notebook: Panel's front end, inlined, before any display
         self.access = access
         t = self.ticket
         self._form = pn.Param(
@@ -119,12 +128,17 @@ class TicketView(pn.viewable.Viewer):
         self._place_btn.on_click(self._on_place)
         self._confirm_btn.on_click(self._on_confirm)
         self._cancel_btn.on_click(self._on_cancel)
-        t.param.watch(self._sync, ["preview_result", "result", "busy"])
+        t.param.watch(self._on_ticket_change, ["preview_result", "result", "busy"])
         self._layout = pn.Column(
             "### Order ticket", self._form, pn.Row(self._preview_btn, self._place_btn),
             self._confirm_row, self._preview_pane, self._result_pane, width=420)
 
-    def _sync(self, *_: Any) -> None:
+    def _on_ticket_change(self, *_: Any) -> None:
+        """The ticket changed (on whichever thread ran it): show it from the display loop."""
+        self.on_display_loop(self._sync)
+
+    def _sync(self) -> None:
+        """The widgets from the ticket's state as it is now (so queued calls agree)."""
         t = self.ticket
         self._preview_pane.object = render_preview(t.preview_result, t.margin_impact)
         self._result_pane.object = render_result(t.result)
@@ -134,16 +148,38 @@ class TicketView(pn.viewable.Viewer):
         if not t.can_confirm:
             self._confirm_row.visible = False
 
+    async def _execution(self) -> None:
+        """Create the ticket's execution service (if it has none yet) in a worker thread: its
+        creation opens the book and may start the sandbox, which must not hold up Panel's
+        event loop or the kernel's."""
+        await asyncio.to_thread(lambda: self.ticket.execution)
+
+    # The buttons' handlers: each runs on the display loop (`run_on_display_loop`), wherever
+    # the front end's click was received.
     async def _on_preview(self, _: Any) -> None:
-        await self.ticket.preview_async()
+        await self.run_on_display_loop(self._preview)
 
     async def _on_place(self, _: Any) -> None:
+        await self.run_on_display_loop(self._place)
+
+    async def _on_confirm(self, _: Any) -> None:
+        await self.run_on_display_loop(self._confirm)
+
+    async def _on_cancel(self, _: Any) -> None:
+        await self.run_on_display_loop(self._cancel)
+
+    async def _preview(self) -> None:
+        await self._execution()
+        await self.ticket.preview_async()
+
+    async def _place(self) -> None:
         if self.ticket.can_confirm:
             self._prompt.object = f"**Send {self.ticket.summary()}?**"
             self._confirm_row.visible = True
 
-    async def _on_confirm(self, _: Any) -> None:
+    async def _confirm(self) -> None:
         self._confirm_row.visible = False
+        await self._execution()
         if self.access is None:
             await self.ticket.confirm_async()
             return
@@ -155,8 +191,9 @@ class TicketView(pn.viewable.Viewer):
         with acting_as(user):
             await self.ticket.confirm_async()
 
-    async def _on_cancel(self, _: Any) -> None:
+    async def _cancel(self) -> None:
         self._confirm_row.visible = False
 
     def __panel__(self) -> pn.viewable.Viewable:
+        self.bind_display_loop()  # in a notebook: changes go out from this loop only
         return self._layout
