@@ -32,10 +32,12 @@ from .state import write_audit
 
 __all__ = ["Ledger", "apply_fill"]
 
-#: Journal statuses a fill moves on: an order the broker accepted (or whose answer is not in
-#: yet) is PARTIALLY_FILLED or FILLED by its fills; a final one (CANCELED, EXPIRED...) keeps
-#: its status and only counts what filled before it ended.
-_FILLABLE = ("JOURNALED", "SENT", "UNCERTAIN", "PENDING", "ACCEPTED", "PARTIALLY_FILLED")
+#: Journal statuses a fill moves on: an order the broker accepted is PARTIALLY_FILLED or FILLED
+#: by its fills; a final one (CANCELED, EXPIRED...) keeps its status and only counts what
+#: filled before it ended. A row still waiting for the broker's answer (JOURNALED, SENT,
+#: UNCERTAIN) is left to that answer (`record_acks`: the status, the broker's order id).
+_FILLABLE = ("PENDING", "ACCEPTED", "PARTIALLY_FILLED")
+_UNANSWERED = ("JOURNALED", "SENT", "UNCERTAIN")
 
 
 def _fill_orders(conn: Connection, coids: set[str], now: datetime) -> None:
@@ -52,7 +54,8 @@ def _fill_orders(conn: Connection, coids: set[str], now: datetime) -> None:
     for coid, filled, value in totals:
         row = conn.execute(sa.select(o.quantity, o.status, o.filled_quantity)
                            .where(o.client_order_id == coid)).first()
-        if row is None or filled is None or filled <= (row.filled_quantity or 0):
+        if row is None or row.status in _UNANSWERED or filled is None \
+                or filled <= (row.filled_quantity or 0):
             continue
         values: dict[str, Any] = {"filled_quantity": filled,
                                   "avg_fill_price": value / filled, "updated_at": now}

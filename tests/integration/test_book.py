@@ -668,3 +668,15 @@ def test_an_order_answered_before_its_fills_is_filled_by_them_and_a_canceled_one
     book.record_fills([fill("f3", "buy", 3, 100.0, 3, client_order_id="c2", order_id="o2")])
     row = book.get_order("c2")
     assert (row["status"], float(row["filled_quantity"])) == ("CANCELED", 3.0)
+
+
+def test_fills_of_an_order_still_waiting_for_its_answer_leave_the_row_to_that_answer(book):
+    """An UNCERTAIN order (the broker accepted it late) may fill before recovery finds it: the
+    row waits for the broker's answer, which brings its status and order id."""
+    book.journal_order(order("c3"))
+    book.record_ack("c3", status="UNCERTAIN", reason="submit uncertain: timeout")
+    book.record_fills([fill("f9", "buy", 10, 100.0, 1, client_order_id="c3", order_id="o3")])
+    assert book.get_order("c3")["status"] == "UNCERTAIN"
+    book.record_ack("c3", status="FILLED", broker_order_id="o3", filled_quantity=10)
+    row = book.get_order("c3")
+    assert (row["status"], row["broker_order_id"]) == ("FILLED", "o3")
