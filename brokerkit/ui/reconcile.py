@@ -111,7 +111,18 @@ class ReconciliationView(LiveView):
         view = rows[ROW_COLUMNS].reset_index(drop=True)
         self._table.value = view
 
+    # A click may arrive on another thread than the one that displayed the view (JupyterLab's
+    # subshells): each handler changes the widgets on the display loop (`NotebookReady`).
     async def _on_run(self, _: Any) -> None:
+        await self.run_on_display_loop(self._run)
+
+    async def _on_sync(self, _: Any) -> None:
+        await self.run_on_display_loop(self._ask_sync)
+
+    async def _on_confirm(self, _: Any) -> None:
+        await self.run_on_display_loop(self._confirm)
+
+    async def _run(self) -> None:
         try:
             user = self.access.require("reconcile") if self.access is not None else None
         except NotAuthorized as exc:
@@ -128,7 +139,7 @@ class ReconciliationView(LiveView):
         finally:
             self._layout.loading = False
 
-    async def _on_sync(self, _: Any) -> None:
+    async def _ask_sync(self) -> None:
         picked = self._table.selection
         if not picked or self.run_id is None:
             self._message.object = "Select the rows to sync first."
@@ -137,7 +148,7 @@ class ReconciliationView(LiveView):
                                f"the book?** UNKNOWN and CURRENCY_BREAK rows are skipped.")
         self._confirm_row.visible = True
 
-    async def _on_confirm(self, _: Any) -> None:
+    async def _confirm(self) -> None:
         reason = (self._reason.value or "").strip()
         if not reason:
             self._message.object = "A reason is required to change the book."
