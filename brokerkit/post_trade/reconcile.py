@@ -845,17 +845,23 @@ def _times(times: np.ndarray, ref: np.ndarray) -> pd.Series:
         .fillna("an unknown time")
 
 
-def _fill_notes(fills: pd.DataFrame, keys: np.ndarray, executed_at: np.ndarray,
-                snapshot: np.ndarray) -> pd.Series:
-    """'fill F1 (buy 10 @ 101.2) at 14:03:05 after broker snapshot 14:03:00', per fill."""
+def _fill_terms(fills: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per fill, its id and its terms: ('F1', 'buy 10 @ 101.2')."""
     fill_id = pd.Series(_objects(fills, "fill_id"), dtype=object).fillna("?").astype(str)
     side = fills["side"].astype(str).str.lower().reset_index(drop=True)
     qty = _fmt(fills["quantity"].astype("float64").reset_index(drop=True))
     px = _fmt(fills["price"].astype("float64").reset_index(drop=True)) \
         if "price" in fills.columns else pd.Series("?", index=qty.index)
+    return fill_id, side + " " + qty + " @ " + px
+
+
+def _fill_notes(fills: pd.DataFrame, keys: np.ndarray, executed_at: np.ndarray,
+                snapshot: np.ndarray) -> pd.Series:
+    """'fill F1 (buy 10 @ 101.2) at 14:03:05 after broker snapshot 14:03:00', per fill."""
+    fill_id, terms = _fill_terms(fills)
     snap = pd.Series(pd.to_datetime(snapshot)).dt.strftime("%H:%M:%S").fillna("(time unknown)")
-    text = ("fill " + fill_id + " (" + side + " " + qty + " @ " + px + ") at "
-            + _times(executed_at, snapshot) + " after broker snapshot " + snap)
+    text = ("fill " + fill_id + " (" + terms + ") at " + _times(executed_at, snapshot)
+            + " after broker snapshot " + snap)
     return pd.Series(text.to_numpy(dtype=object), index=keys)
 
 
@@ -877,15 +883,11 @@ def _order_notes(orders: pd.DataFrame, keys: np.ndarray) -> pd.Series:
 def _broker_fill_notes(fills: pd.DataFrame, keys: np.ndarray, executed_at: np.ndarray,
                        snapshot: np.ndarray) -> pd.Series:
     """'broker fill F9 (buy 5 @ 101.2) of order O7 at 14:02:55, not yet in the book'."""
-    fill_id = pd.Series(_objects(fills, "fill_id"), dtype=object).fillna("?").astype(str)
-    side = fills["side"].astype(str).str.lower().reset_index(drop=True)
-    qty = _fmt(fills["quantity"].astype("float64").reset_index(drop=True))
-    px = _fmt(fills["price"].astype("float64").reset_index(drop=True)) \
-        if "price" in fills.columns else pd.Series("?", index=qty.index)
+    fill_id, terms = _fill_terms(fills)
     order_id = pd.Series(_objects(fills, "order_id"), dtype=object)
     of = pd.Series(np.where(order_id.notna(), " of order " + order_id.fillna("").astype(str),
                             ""), dtype=object)
-    text = ("broker fill " + fill_id + " (" + side + " " + qty + " @ " + px + ")" + of
+    text = ("broker fill " + fill_id + " (" + terms + ")" + of
             + " at " + _times(executed_at, snapshot) + ", not yet in the book")
     return pd.Series(text.to_numpy(dtype=object), index=keys)
 
